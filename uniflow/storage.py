@@ -58,6 +58,25 @@ def expand_env(text: str, source: str = "<config>") -> str:
     return _ENV_PATTERN.sub(substitute, text)
 
 
+_SECRET_PATTERN = re.compile(r"^\$\{secret:([a-z0-9-]+)\}$")
+
+
+def expand_option(value: str, source: str) -> str:
+    """Expand a storage option: ``${secret:<block name>}`` reads a Prefect Secret block, else ``${ENV}``.
+
+    Secrets are resolved only when a filesystem is opened, so profiles load without a Prefect server.
+    """
+    match = _SECRET_PATTERN.match(value)
+    if match:
+        from prefect.blocks.system import Secret
+
+        try:
+            return str(Secret.load(match.group(1)).get())
+        except ValueError as exc:
+            raise ConfigError(f"{source}: Prefect Secret block {match.group(1)!r} not found: {exc}") from None
+    return expand_env(value, source)
+
+
 def _protocol(url: str) -> str:
     return url.split("://", 1)[0] if "://" in url else "file"
 
@@ -106,10 +125,13 @@ class Storage:
 
     def fs(self, role: Role) -> fsspec.AbstractFileSystem:
         protocol = _protocol(self.roots[role])
-        options = {
-            key: expand_env(value, f"storage_options.{protocol}.{key}") if isinstance(value, str) else value
-            for key, value in self.profile.storage_options.get(protocol, {}).items()
-        }
+        options: dict[str, Any] = {}
+        for key, value in self.profile.storage_options.get(protocol, {}).items():
+            if isinstance(value, str):
+                value = expand_option(value, f"storage_options.{protocol}.{key}")
+                if value == "":  # an unset optional setting: let the filesystem use its default
+                    continue
+            options[key] = value
         return fsspec.filesystem(protocol, **options)
 
     # -- reads ------------------------------------------------------------------------------------

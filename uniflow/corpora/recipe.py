@@ -164,6 +164,7 @@ class TaskPlan(StrictModel):
     sampling_weight: int = Field(default=1, ge=1, description="Round-robin repeats per cycle (task-balanced sampling).")
     time_aligned: bool
     paper_hours: float | None = None
+    evaluation: list[str] = Field(default_factory=list, description="Corpora the paper evaluates this task on.")
 
 
 class Plan(StrictModel):
@@ -197,10 +198,15 @@ def load_recipes(datasets_dir: str | Path = "datasets") -> dict[str, Recipe]:
 
 
 def load_plan(path: str | Path, recipes: dict[str, Recipe]) -> Plan:
-    """Load the plan and check every corpus it names has a recipe."""
+    """Load the plan and check every corpus it names (sources, evaluation, VAE) has a recipe."""
     plan = load_yaml(path, Plan)
-    named = [source.corpus for task in plan.tasks.values() for source in task.sources] + plan.vae_corpora
-    unknown = sorted({name for name in named if name not in recipes})
+    # (field path, corpus name) for every corpus the plan names, so an error points at the line to fix.
+    named: list[tuple[str, str]] = []
+    for task_name, task in plan.tasks.items():
+        named += [(f"tasks.{task_name}.sources[{i}].corpus", source.corpus) for i, source in enumerate(task.sources)]
+        named += [(f"tasks.{task_name}.evaluation[{i}]", corpus) for i, corpus in enumerate(task.evaluation)]
+    named += [(f"vae_corpora[{i}]", corpus) for i, corpus in enumerate(plan.vae_corpora)]
+    unknown = [f"  {path}: {field}: {corpus!r} has no recipe" for field, corpus in named if corpus not in recipes]
     if unknown:
-        raise ConfigError(f"{path}: names corpora without a recipe in datasets/: {', '.join(unknown)}")
+        raise ConfigError(f"{path}: names corpora without a recipe in datasets/\n" + "\n".join(unknown))
     return plan

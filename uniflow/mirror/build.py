@@ -33,19 +33,12 @@ import numpy as np
 import soundfile as sf
 
 from uniflow.corpora.recipe import Recipe
+from uniflow.hashing import sha256_file
 from uniflow.storage import atomic_write
 
 INDEX_NAME = "index.json"
 # Mirror builds must be byte-identical across runs: fixed mtimes and owners in archives.
 _EPOCH = 1_600_000_000
-
-
-def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _corpus_seed(name: str) -> int:

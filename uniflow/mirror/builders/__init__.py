@@ -1,0 +1,1 @@
+"""One module per corpus mirror builder; each exposes build(ctx: MirrorContext)."""

@@ -1,0 +1,21 @@
+# Two commands on a fresh machine (see README):  make demo   |   make test
+.PHONY: setup demo test bench clean-demo
+
+STAMP := .venv/.installed
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	scripts/bootstrap.sh
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	.venv/bin/uniflow demo
+
+test: $(STAMP)
+	scripts/test.sh
+
+bench: $(STAMP)
+	.venv/bin/python benchmarks/bench_prepare.py
+
+clean-demo:
+	rm -rf data/demo data/mirror

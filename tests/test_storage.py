@@ -1,0 +1,73 @@
+"""Storage roles resolve through profiles; writes are atomic."""
+
+from pathlib import Path
+
+import pytest
+
+from uniflow.config import ConfigError
+from uniflow.storage import ROLES, Storage, StorageProfile, atomic_write
+
+PROFILES = Path(__file__).resolve().parents[1] / "storage_config"
+
+
+def local_storage(root: Path) -> Storage:
+    return Storage(StorageProfile(name="t", roles={role: str(root / role) for role in ROLES}))
+
+
+def test_shipped_profiles_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("UNIFLOW_BUCKET", "my-bucket")
+    monkeypatch.setenv("UNIFLOW_DATA", str(tmp_path))
+    local = Storage.from_file(PROFILES / "local.yaml")
+    assert local.path("raw") == tmp_path / "raw"
+    s3 = Storage.from_file(PROFILES / "s3.yaml")
+    assert s3.url("shards", "tts", "train-000000.tar") == "s3://my-bucket/uniflow/shards/tts/train-000000.tar"
+    assert not s3.is_local("shards") and s3.is_local("raw")
+    gcs = Storage.from_file(PROFILES / "gcs.yaml")
+    assert gcs.url("features").startswith("gs://my-bucket/")
+    demo = Storage.from_file(PROFILES / "demo.yaml")
+    assert demo.mirror_url and demo.mirror_url.startswith("http://127.0.0.1:")
+
+
+def test_profiles_hold_no_credentials() -> None:
+    for path in PROFILES.glob("*.yaml"):
+        lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
+        text = "\n".join(lines).lower()
+        for word in ("aws_secret", "password", "private_key", "secret:"):
+            assert word not in text, f"{path} seems to hold a credential ({word})"
+
+
+def test_unset_variable_without_default_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UNIFLOW_BUCKET", raising=False)
+    with pytest.raises(ConfigError, match="UNIFLOW_BUCKET is not set"):
+        Storage.from_file(PROFILES / "s3.yaml")
+
+
+def test_remote_raw_role_is_refused() -> None:
+    roles = {role: f"s3://b/{role}" for role in ROLES}
+    with pytest.raises(ConfigError, match="raw role must be a local or mounted POSIX path"):
+        Storage(StorageProfile(name="bad", roles=roles))
+
+
+def test_missing_role_is_named() -> None:
+    with pytest.raises(ConfigError, match="missing checkpoints"):
+        Storage(StorageProfile(name="bad", roles={r: "/tmp/x" for r in ROLES if r != "checkpoints"}))
+
+
+def test_atomic_write_publishes_only_complete_files(tmp_path: Path) -> None:
+    storage = local_storage(tmp_path)
+    storage.write_text("manifests", "c", "a.txt", text="first")
+    with pytest.raises(RuntimeError):
+        with storage.open_atomic("manifests", "c", "a.txt", mode="w") as handle:
+            handle.write("half written")
+            raise RuntimeError("killed midway")
+    assert storage.read_text("manifests", "c", "a.txt") == "first"
+    assert storage.list("manifests", "c") == ["a.txt"], "no temporary file may be left behind"
+
+
+def test_atomic_write_through_fsspec_memory() -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    with atomic_write("memory://bucket/x.bin", fs=fs) as handle:
+        handle.write(b"abc")
+    assert fs.cat("memory://bucket/x.bin") == b"abc"

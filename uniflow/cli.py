@@ -1,0 +1,211 @@
+"""The ``uniflow`` command line: each data stage runs its Prefect flow.
+
+Prefect is configured (embedded server, project-local state) before anything imports it, so this
+module imports flows lazily inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from uniflow.config import ConfigError
+from uniflow.orchestration import configure_prefect
+
+app = typer.Typer(help="Rebuild the UniFlow-Audio corpus and train the model.", no_args_is_help=True, add_completion=False)
+mirror_app = typer.Typer(help="The mini mirror: a small copy of every corpus served on 127.0.0.1.", no_args_is_help=True)
+app.add_typer(mirror_app, name="mirror")
+console = Console()
+
+ProfileOption = Annotated[str, typer.Option("--profile", "-p", help="Storage profile YAML (roles -> URLs).", envvar="UNIFLOW_PROFILE")]
+DatasetsOption = Annotated[str, typer.Option("--datasets", help="Folder of corpus recipes.")]
+CorporaArgument = Annotated[list[str] | None, typer.Argument(help="Corpus names (default: every recipe).", show_default=False)]
+
+# Exit codes: 0 all done, 1 something failed, 3 a gated corpus waits for a manual step.
+EXIT_FAILED, EXIT_MANUAL = 1, 3
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(EXIT_FAILED)
+
+
+def _run_acquire(corpora: list[str] | None, profile: str, datasets: str, download: bool, manifests: bool, workers: int) -> dict[str, Any]:
+    console.print(f"[dim]{configure_prefect()}[/dim]")
+    from flows.acquire import acquire_flow
+
+    try:
+        return acquire_flow(corpora=corpora or None, profile=profile, datasets_dir=datasets,
+                            download=download, manifests=manifests, num_workers=workers)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+        raise
+
+
+def _report(outcome: dict[str, Any]) -> int:
+    """Print what the acquisition did and return the exit code."""
+    if outcome["manifests"]:
+        table = Table(title="Manifests (measured)")
+        for column in ("corpus", "split", "recordings", "hours", "quarantined"):
+            table.add_column(column, justify="left" if column in ("corpus", "split") else "right")
+        for summary in outcome["manifests"]:
+            for split, count in summary["recordings"].items():
+                table.add_row(summary["corpus"], split, str(count), f"{summary['hours'][split]:.4f}", str(summary["quarantined"]))
+        console.print(table)
+    for part in outcome["parts"]:
+        if part["status"] == "failed":
+            console.print(f"[red]failed[/red] {part['corpus']}/{part['part']}: {part['message']}")
+    shown: set[str] = set()
+    for part in outcome["parts"]:
+        if part["status"] == "manual" and part["corpus"] not in shown:
+            shown.add(part["corpus"])
+            console.print(f"[yellow]manual step needed[/yellow]\n{part['message']}\n")
+    if outcome["failed"]:
+        return EXIT_FAILED
+    return EXIT_MANUAL if outcome["manual"] else 0
+
+
+@app.command()
+def recipes(datasets: DatasetsOption = "datasets") -> None:
+    """List the corpus recipes: source, access, tasks, the paper's hours and license."""
+    from uniflow.corpora.recipe import load_recipes
+
+    try:
+        loaded = load_recipes(datasets)
+    except ConfigError as exc:
+        _fail(str(exc))
+    table = Table(title=f"{len(loaded)} corpus recipes ({datasets}/)")
+    for column in ("name", "source", "tasks", "paper hours", "size GB", "license"):
+        table.add_column(column)
+    for name, recipe in loaded.items():
+        kind = recipe.source.kind + (" (gated)" if getattr(recipe.source, "gated", False) else "")
+        hours = ", ".join(f"{task} {value:g}" for task, value in recipe.paper_hours.items())
+        size = f"{recipe.approx_size_gb:g}" if recipe.approx_size_gb is not None else "-"
+        table.add_row(name, kind, ",".join(recipe.tasks), hours or "-", size, recipe.license)
+    console.print(table)
+
+
+@app.command()
+def download(corpora: CorporaArgument = None, profile: ProfileOption = "storage_config/local.yaml", datasets: DatasetsOption = "datasets") -> None:
+    """Download, verify and extract corpora; gated corpora print the steps to take."""
+    raise typer.Exit(_report(_run_acquire(corpora, profile, datasets, download=True, manifests=False, workers=1)))
+
+
+@app.command()
+def prepare(
+    corpora: CorporaArgument = None,
+    profile: ProfileOption = "storage_config/local.yaml",
+    datasets: DatasetsOption = "datasets",
+    workers: Annotated[int, typer.Option(help="Processes probing audio per corpus.")] = 1,
+) -> None:
+    """Write manifests (JSONL.gz per corpus and split) from already acquired corpora."""
+    raise typer.Exit(_report(_run_acquire(corpora, profile, datasets, download=False, manifests=True, workers=workers)))
+
+
+@app.command()
+def acquire(
+    corpora: CorporaArgument = None,
+    profile: ProfileOption = "storage_config/local.yaml",
+    datasets: DatasetsOption = "datasets",
+    workers: Annotated[int, typer.Option(help="Processes probing audio per corpus.")] = 1,
+) -> None:
+    """Download and extract corpora, then write their manifests (the acquisition flow)."""
+    raise typer.Exit(_report(_run_acquire(corpora, profile, datasets, download=True, manifests=True, workers=workers)))
+
+
+@mirror_app.command("build")
+def mirror_build(
+    out: Annotated[Path, typer.Option(help="Mirror folder.")] = Path("data/mirror"),
+    only: Annotated[list[str] | None, typer.Option(help="Build only these corpora.")] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild corpora already in the mirror.")] = False,
+    datasets: DatasetsOption = "datasets",
+) -> None:
+    """Write a small archive for every recipe, in the corpus's real layout and formats."""
+    from uniflow.corpora.recipe import load_recipes
+    from uniflow.mirror.build import build_mirror
+
+    index = build_mirror(load_recipes(datasets), out, only=only, force=force)
+    total = sum(entry["size"] for entry in index["files"].values())
+    console.print(f"mirror at {out}: {len(index['corpora'])} corpora, {len(index['files'])} files, {total / 1e6:.1f} MB")
+
+
+@mirror_app.command("serve")
+def mirror_serve(
+    root: Annotated[Path, typer.Option("--dir", help="Mirror folder.")] = Path("data/mirror"),
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
+) -> None:
+    """Serve the mirror on 127.0.0.1 until interrupted."""
+    from uniflow.mirror.serve import make_server
+
+    try:
+        server = make_server(root, port)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    console.print(f"serving {root} at {server.url}  (profile: UNIFLOW_MIRROR_URL={server.url} with storage_config/demo.yaml)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+@app.command()
+def dashboard(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 4200) -> None:
+    """Start a Prefect server (UI and API) on 127.0.0.1 and print its URL."""
+    os.environ.pop("PREFECT_API_URL", None)
+    configure_prefect()
+    prefect = shutil.which("prefect") or str(Path(sys.executable).with_name("prefect"))
+    url = f"http://127.0.0.1:{port}"
+    console.print(f"Prefect dashboard: {url}")
+    console.print(f"To send flow runs there, in another shell: export PREFECT_API_URL={url}/api")
+    try:
+        subprocess.run([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], check=True)
+    except KeyboardInterrupt:
+        pass
+    except subprocess.CalledProcessError as exc:
+        _fail(f"prefect server exited with status {exc.returncode}")
+
+
+@app.command()
+def demo(
+    mirror_dir: Annotated[Path, typer.Option(help="Where the mini mirror is built.")] = Path("data/mirror"),
+    datasets: DatasetsOption = "datasets",
+) -> None:
+    """The main job on the embedded default: build the mini mirror, serve it, acquire everything from it."""
+    from uniflow.corpora.recipe import load_recipes
+    from uniflow.mirror.build import build_mirror
+    from uniflow.mirror.serve import serve_in_background
+
+    console.rule("1/3 mini mirror")
+    build_mirror(load_recipes(datasets), mirror_dir)
+    server = serve_in_background(mirror_dir)
+    os.environ["UNIFLOW_MIRROR_URL"] = server.url
+    console.print(f"mirror served at {server.url}")
+    try:
+        console.rule("2/3 acquisition flow (download -> verify -> extract -> manifests)")
+        outcome = _run_acquire(None, "storage_config/demo.yaml", datasets, download=True, manifests=True, workers=1)
+    finally:
+        server.shutdown()
+    console.rule("3/3 report")
+    code = _report(outcome)
+    report_path = Path(outcome["raw"]).parent / "reports" / "acquisition.json"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(outcome, indent=1))
+    console.print(f"full report: {report_path}")
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""One module per corpus reader; each exposes entries(corpus_dir, recipe) -> Iterator[Entry | Problem]."""

@@ -1,0 +1,27 @@
+"""How uniflow talks to Prefect: an embedded (ephemeral) server by default, a real one when configured.
+
+Call ``configure_prefect`` before Prefect is imported: Prefect reads these settings at import.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def configure_prefect(project_dir: str | Path | None = None) -> str:
+    """Point Prefect at a project-local home unless a server is configured; return the mode in words.
+
+    With ``PREFECT_API_URL`` set, flows report to that server (a cluster's, or ``uniflow dashboard``).
+    Without it, Prefect starts a temporary local server backed by SQLite under ``<project>/.prefect``.
+    """
+    home = Path(project_dir or os.getcwd()) / ".prefect"
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The embedded server takes about 20 s to start on 2 cores, which is Prefect's default limit.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "1")
+    if os.environ.get("PREFECT_API_URL"):
+        return f"Prefect server at {os.environ['PREFECT_API_URL']}"
+    os.environ.setdefault("PREFECT_HOME", str(home))
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    return f"embedded Prefect (no server; state in {os.environ['PREFECT_HOME']})"
