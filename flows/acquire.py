@@ -13,7 +13,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.futures import PrefectFuture, as_completed, wait
+from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from uniflow.corpora.acquire import (
@@ -29,12 +29,18 @@ from uniflow.storage import Storage
 
 
 def _select(recipes: dict[str, Recipe], corpora: list[str] | None) -> list[Recipe]:
+    """The named recipes plus the corpora they require, in a stable order."""
     if not corpora:
         return [recipes[name] for name in sorted(recipes)]
     unknown = [name for name in corpora if name not in recipes]
     if unknown:
         raise ValueError(f"unknown corpora: {', '.join(unknown)} (known: {', '.join(sorted(recipes))})")
-    return [recipes[name] for name in corpora]
+    selected: list[str] = []
+    for name in corpora:
+        for needed in [*recipes[name].requires, name]:
+            if needed not in selected:
+                selected.append(needed)
+    return [recipes[name] for name in selected]
 
 
 @task(retries=2, retry_delay_seconds=[10, 60], task_run_name="download {recipe.name}/{part_name}")
@@ -125,12 +131,12 @@ def acquire_flow(
     progress_id = create_progress_artifact(0.0, key="acquisition-progress", description="Parts downloaded and extracted")
     results: list[PartResult] = []
     for done, future in enumerate(as_completed(all_parts), 1):
-        state = future.state
-        if state.is_completed():
-            results.append(future.result())
-        else:
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, PartResult):
+            results.append(outcome)
+        else:  # the task failed after its retries; ``outcome`` is the exception
             recipe_name, part_name = _names_of(future, part_futures, selected)
-            results.append(PartResult(recipe_name, part_name, "failed", str(state.message or state.name)))
+            results.append(PartResult(recipe_name, part_name, "failed", f"{type(outcome).__name__}: {outcome}"))
         update_progress_artifact(progress_id, 100.0 * done / max(1, len(all_parts)))
     update_progress_artifact(progress_id, 100.0)
 
@@ -140,22 +146,24 @@ def acquire_flow(
         for recipe in selected:
             if recipe.name not in blocked and not isinstance(recipe.source, (HttpSource, ManualSource)):
                 remote[recipe.name] = collect_remote.submit(profile, recipe)
-    wait(list(remote.values()))
     for name, future in remote.items():
-        if not future.state.is_completed():
-            results.append(PartResult(name, "remote", "failed", str(future.state.message)))
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            results.append(PartResult(name, "remote", "failed", f"{type(outcome).__name__}: {outcome}"))
             blocked.add(name)
 
+    # A corpus whose reader reads another corpus's files waits for that corpus too.
+    blocked |= {recipe.name for recipe in selected if any(name in blocked for name in recipe.requires)}
     summaries: list[ManifestSummary] = []
     if manifests:
         ready = [r for r in selected if r.name not in blocked and all(part_is_complete(storage, r, p) for p in r.parts)]
         manifest_futures = [write_manifests.submit(profile, recipe, num_workers) for recipe in ready]
-        wait(manifest_futures)
         for recipe, future in zip(ready, manifest_futures):
-            if future.state.is_completed():
-                summaries.append(future.result())
+            outcome = future.result(raise_on_failure=False)
+            if isinstance(outcome, ManifestSummary):
+                summaries.append(outcome)
             else:
-                results.append(PartResult(recipe.name, "manifest", "failed", str(future.state.message)))
+                results.append(PartResult(recipe.name, "manifest", "failed", f"{type(outcome).__name__}: {outcome}"))
 
     manual = [r for r in results if r.status == "manual"]
     failed = [r for r in results if r.status == "failed"]

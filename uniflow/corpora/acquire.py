@@ -69,6 +69,8 @@ class CorpusResult:
     @property
     def status(self) -> PartStatus:
         statuses = {part.status for part in self.parts}
+        if self.details and not self.parts:  # a Hugging Face snapshot has no parts of its own
+            statuses.add("done")
         if "failed" in statuses:
             return "failed"
         if "manual" in statuses or self.manual_instructions:

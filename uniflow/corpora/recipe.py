@@ -128,6 +128,12 @@ class Recipe(StrictModel):
     approx_size_gb: float | None = Field(default=None, ge=0)
     sample_rate: int | None = Field(default=None, gt=0, description="Native sample rate of the audio.")
     notes: str = ""
+    has_audio: bool = Field(
+        default=True, description="False for metadata-only corpora (e.g. captions) that another corpus's reader joins."
+    )
+    requires: list[str] = Field(
+        default_factory=list, description="Corpora whose files this corpus's reader also reads (e.g. captions)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -194,6 +200,10 @@ def load_recipes(datasets_dir: str | Path = "datasets") -> dict[str, Recipe]:
         if path.stem in ("plan", "instructions"):
             continue
         recipes[path.stem] = load_recipe(path)
+    for recipe in recipes.values():
+        unknown = [name for name in recipe.requires if name not in recipes]
+        if unknown:
+            raise ConfigError(f"{datasets_dir / recipe.name}.yaml: requires: no recipe named {', '.join(unknown)}")
     return recipes
 
 

@@ -17,6 +17,8 @@ Layout of a built mirror::
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import importlib
 import json
@@ -112,8 +114,13 @@ class MirrorContext:
                         info.compress_type = zipfile.ZIP_DEFLATED
                         archive.writestr(info, path.read_bytes())
         else:
-            mode = "w:gz" if lower.endswith((".tar.gz", ".tgz")) else "w:bz2" if lower.endswith(".tar.bz2") else "w"
-            with tarfile.open(target, mode, format=tarfile.PAX_FORMAT) as archive:
+            # gzip headers carry a timestamp; writing the gzip layer ourselves with mtime=0 keeps
+            # rebuilds byte-identical (bz2 and plain tar have no timestamp of their own).
+            gzipped = lower.endswith((".tar.gz", ".tgz"))
+            mode = "w:bz2" if lower.endswith(".tar.bz2") else "w"
+            with open(target, "wb") as raw, contextlib.ExitStack() as stack:
+                stream = stack.enter_context(gzip.GzipFile(target.name, "wb", fileobj=raw, mtime=0)) if gzipped else raw
+                archive = stack.enter_context(tarfile.open(fileobj=stream, mode=mode, format=tarfile.PAX_FORMAT))
                 for path in files:
                     info = archive.gettarinfo(str(path), arcname=path.relative_to(source_dir).as_posix())
                     info.mtime, info.uid, info.gid, info.uname, info.gname = _EPOCH, 0, 0, "", ""

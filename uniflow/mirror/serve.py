@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+import sys
 import threading
 from functools import partial
 from http import HTTPStatus
@@ -115,6 +116,12 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
 class MirrorServer(ThreadingHTTPServer):
     daemon_threads = True
     verbose = False
+
+    def handle_error(self, request, client_address) -> None:
+        # Clients that stop reading early (yt-dlp probing, resumed downloads) are normal here.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

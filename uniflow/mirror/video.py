@@ -4,7 +4,8 @@ Each video shows a still background on which shapes appear, flash or move; every
 comes with a sound event (``synth.event_sound``) starting on the same frame. That is the signal a
 video-to-audio model learns: what moves is what sounds. The file is an MP4 with an H.264 video
 stream (MPEG-4 part 2 when PyAV's FFmpeg lacks libx264) and an AAC audio stream, like what
-YouTube serves.
+YouTube serves. ``publish_youtube_videos`` puts such videos into a mirror under the ids a recipe
+lists; ``audio_onsets`` and ``picture_onsets`` measure the sync of a decoded file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from uniflow.corpora.youtube import video_encoder_name
+from uniflow.mirror.build import MirrorContext
 from uniflow.mirror.synth import event_sound
 
 EVENT_KINDS: tuple[str, ...] = ("knock", "beep", "whoosh", "chirp")
@@ -23,6 +26,7 @@ EVENT_KINDS: tuple[str, ...] = ("knock", "beep", "whoosh", "chirp")
 _EVENT_SECONDS = {"knock": 0.16, "beep": 0.32, "whoosh": 0.4, "chirp": 0.28}
 # Gap between the end of one event and the start of the next, so events never overlap.
 _MIN_GAP_SECONDS = 0.3
+_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,17 +39,6 @@ class VisualEvent:
     frame: int
     x: int
     y: int
-
-
-def video_codec_name() -> str:
-    """H.264 when PyAV's bundled FFmpeg has an encoder for it, otherwise MPEG-4 part 2."""
-    for name in ("libx264", "h264", "mpeg4"):
-        try:
-            av.codec.Codec(name, "w")
-        except (av.codec.codec.UnknownCodecError, ValueError):
-            continue
-        return name
-    raise RuntimeError("PyAV's FFmpeg has neither an H.264 nor an MPEG-4 encoder")
 
 
 def _plan_events(rng: np.random.Generator, seconds: float, fps: int, size: tuple[int, int]) -> list[VisualEvent]:
@@ -107,8 +100,12 @@ def render_event_video(
     fps: int = 25,
     size: tuple[int, int] = (160, 120),
     sample_rate: int = 44100,
+    bed: np.ndarray | None = None,
 ) -> list[VisualEvent]:
-    """Write an MP4 whose sound events start exactly when shapes appear; return the events."""
+    """Write an MP4 whose sound events start exactly when shapes appear; return the events.
+
+    ``bed`` (mono, at ``sample_rate``) is mixed under the events, e.g. music for a music corpus.
+    """
     width, height = size
     if width % 2 or height % 2:
         raise ValueError(f"video size {size} must be even in both dimensions (yuv420p)")
@@ -119,14 +116,19 @@ def render_event_video(
     samples = int(round(total_frames / fps * sample_rate))
     # A quiet noise floor, as in any real recording, under the events.
     audio = (0.002 * rng.standard_normal(samples)).astype(np.float32)
+    if bed is not None:
+        audio[: min(samples, len(bed))] += bed[:samples]
     for event in events:
         sound = event_sound(rng, event.kind, event.seconds, sample_rate)
         onset = int(round(event.time * sample_rate))
         audio[onset : onset + len(sound)] += sound[: samples - onset]
+    peak = float(np.abs(audio).max())
+    if peak > 0.95:  # a loud bed plus an event must not clip in the encoder
+        audio *= 0.95 / peak
 
     background = _background(rng, size)
     with av.open(str(path), mode="w", format="mp4") as container:
-        video = container.add_stream(video_codec_name(), rate=Fraction(fps, 1))
+        video = container.add_stream(video_encoder_name(), rate=Fraction(fps, 1))
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         # One keyframe a second, so a clip cut anywhere decodes quickly.
         video.codec_context.gop_size = fps
@@ -150,3 +152,52 @@ def render_event_video(
         container.mux(sound.encode(audio_frame))
         container.mux(sound.encode(None))
     return events
+
+
+def youtube_video_id(rng: np.random.Generator, leading_dash: bool = False) -> str:
+    """A random 11-character id in YouTube's alphabet (real ids may start with '-')."""
+    chars = [_ID_ALPHABET[int(i)] for i in rng.integers(0, len(_ID_ALPHABET), size=11)]
+    if leading_dash:
+        chars[0] = "-"
+    elif chars[0] == "-":
+        chars[0] = "Q"  # only the ids that ask for it start with '-', so tests can tell them apart
+    return "".join(chars)
+
+
+def publish_youtube_videos(
+    ctx: MirrorContext, video_ids: list[str], seconds: float = 3.0, bed: dict[str, np.ndarray] | None = None
+) -> dict[str, list[VisualEvent]]:
+    """Render one event video per id into the mirror's ``youtube/`` folder; return each one's events."""
+    events: dict[str, list[VisualEvent]] = {}
+    for video_id in video_ids:
+        path = ctx.path("youtube", f"{video_id}.mp4")
+        events[video_id] = render_event_video(path, ctx.rng, seconds, bed=(bed or {}).get(video_id))
+        ctx.add_youtube_video(video_id, path)
+    return events
+
+
+# -- checking audio-visual sync ----------------------------------------------------------------------
+def audio_onsets(
+    audio: np.ndarray, sample_rate: int, threshold: float = 0.01, hop_seconds: float = 0.005
+) -> list[float]:
+    """Times (s) where the RMS level of mono ``audio`` rises above ``threshold`` (sound events start)."""
+    hop = max(1, int(hop_seconds * sample_rate))
+    frames = len(audio) // hop
+    rms = np.sqrt(np.mean(audio[: frames * hop].reshape(frames, hop).astype(np.float64) ** 2, axis=1))
+    active = rms > threshold
+    return [index * hop / sample_rate for index in range(1, frames) if active[index] and not active[index - 1]]
+
+
+def picture_onsets(frames: list[np.ndarray], fps: float, min_changed: float = 0.01) -> list[float]:
+    """Times (s) of the frames where something appears on the otherwise still picture.
+
+    The still background is the per-pixel median over all frames (events cover a small part of the
+    time); a frame is active when more than ``min_changed`` of its pixels differ from it clearly.
+    """
+    stack = np.stack([frame.astype(np.int16) for frame in frames])
+    background = np.median(stack, axis=0)
+    changed = np.abs(stack - background)
+    if changed.ndim == 4:  # colour: a pixel changes when any channel does
+        changed = changed.max(axis=3)
+    active = (changed > 40).mean(axis=(1, 2)) > min_changed
+    return [index / fps for index in range(1, len(frames)) if active[index] and not active[index - 1]]
