@@ -17,12 +17,12 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from uniflow.corpora.acquire import (
-    ManualActionRequired,
     PartResult,
     acquire_part,
     acquire_remote_collection,
     part_is_complete,
 )
+from uniflow.corpora.errors import ManualStepNeeded
 from uniflow.corpora.manifest import ManifestSummary, prepare_manifests
 from uniflow.corpora.recipe import HttpSource, ManualSource, Recipe, load_recipes
 from uniflow.storage import Storage
@@ -50,14 +50,17 @@ def download_part(profile: str, recipe: Recipe, part_name: str) -> PartResult:
     part = next(p for p in recipe.parts if p.name == part_name)
     try:
         return acquire_part(storage, recipe, part, progress=False)
-    except ManualActionRequired as exc:
+    except ManualStepNeeded as exc:
         return PartResult(recipe.name, part.name, "manual", str(exc))
 
 
 @task(retries=1, retry_delay_seconds=30, task_run_name="collect {recipe.name}")
-def collect_remote(profile: str, recipe: Recipe) -> dict[str, Any]:
-    """Fetch a corpus's Hugging Face snapshot or YouTube clips."""
-    return acquire_remote_collection(Storage.from_file(profile), recipe, progress=False)
+def collect_remote(profile: str, recipe: Recipe) -> dict[str, Any] | PartResult:
+    """Fetch a corpus's Hugging Face snapshot or YouTube clips (a gated repo is a manual step)."""
+    try:
+        return acquire_remote_collection(Storage.from_file(profile), recipe, progress=False)
+    except ManualStepNeeded as exc:
+        return PartResult(recipe.name, "remote", "manual", str(exc))
 
 
 @task(task_run_name="manifest {recipe.name}")
@@ -148,7 +151,10 @@ def acquire_flow(
                 remote[recipe.name] = collect_remote.submit(profile, recipe)
     for name, future in remote.items():
         outcome = future.result(raise_on_failure=False)
-        if isinstance(outcome, BaseException):
+        if isinstance(outcome, PartResult):
+            results.append(outcome)
+            blocked.add(name)
+        elif isinstance(outcome, BaseException):
             results.append(PartResult(name, "remote", "failed", f"{type(outcome).__name__}: {outcome}"))
             blocked.add(name)
 

@@ -23,6 +23,7 @@ def tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
         ("c.wav", 16000, 1, "FLOAT"),
         ("d.flac", 44100, 2, "PCM_16"),
         ("e.ogg", 22050, 1, "VORBIS"),
+        ("f.mp3", 44100, 2, "MPEG_LAYER_III"),
     ],
 )
 def test_good_files(tmp_path: Path, name: str, rate: int, channels: int, subtype: str) -> None:

@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
+from uniflow.corpora.errors import ManualStepNeeded
 from uniflow.corpora.huggingface import HuggingFaceAccessError, HuggingFaceError, fetch_huggingface
 from uniflow.corpora.recipe import HuggingFaceSource, Recipe
 from uniflow.mirror import hf_endpoint
@@ -211,6 +212,7 @@ def test_gated_repo_error_names_repo_and_access_steps(tmp_path: Path) -> None:
     message = str(raised.value)
     assert "owner/gated-set" in message
     assert "1. Accept the terms on the Hub." in message and "2. Run huggingface-cli login." in message
+    assert isinstance(raised.value, ManualStepNeeded), "acquisition reports a gated repo as a manual step, not a failure"
 
 
 @pytest.mark.skipif(shutil.which("zip") is None, reason="Info-ZIP zip is needed to make and join split zips")

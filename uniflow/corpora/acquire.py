@@ -20,6 +20,7 @@ from typing import Any, Literal
 import httpx
 
 from uniflow.corpora.download import DownloadError, download_file, verify_file
+from uniflow.corpora.errors import ManualStepNeeded
 from uniflow.corpora.extract import extract_archive
 from uniflow.corpora.recipe import HttpSource, HuggingFaceSource, ManualSource, Part, Recipe, YoutubeSource
 from uniflow.mirror.build import INDEX_NAME, mirror_file_url
@@ -28,17 +29,18 @@ from uniflow.storage import Storage, atomic_write
 PartStatus = Literal["done", "skipped", "manual", "failed"]
 
 
-class ManualActionRequired(RuntimeError):
+class ManualActionRequired(ManualStepNeeded):
     """A gated corpus's files are not in place; the message says exactly what the user must do."""
 
-    def __init__(self, recipe: Recipe, missing: list[str], downloads_dir: Path) -> None:
+    def __init__(self, recipe: Recipe, missing: list[str], downloads_dir: Path, reason: str | None = None) -> None:
         self.recipe = recipe
         self.missing = missing
         source = recipe.source
         steps = source.steps if isinstance(source, ManualSource) else getattr(source, "access_steps", [])
+        if reason is None:
+            reason = source.reason if isinstance(source, ManualSource) else "the source needs approval"
         lines = [
-            f"{recipe.name} ({recipe.title}) cannot be downloaded automatically: "
-            + (source.reason if isinstance(source, ManualSource) else "the source needs approval"),
+            f"{recipe.name} ({recipe.title}) cannot be downloaded automatically: {reason}",
             "What to do:",
             *[f"  {number}. {step}" for number, step in enumerate(steps, 1)],
             f"Then place these files in {downloads_dir}/ and run the command again:",
@@ -143,9 +145,15 @@ def acquire_part(storage: Storage, recipe: Recipe, part: Part, *, progress: bool
             raise ManualActionRequired(recipe, [part.local_name], download.parent)
         sha256 = verify_file(download, sha256=resolved.sha256, md5=resolved.md5, size=resolved.size)
     else:
-        result = download_file(
-            resolved.url, download, sha256=resolved.sha256, md5=resolved.md5, size=resolved.size, progress=progress
-        )
+        try:
+            result = download_file(
+                resolved.url, download, sha256=resolved.sha256, md5=resolved.md5, size=resolved.size, progress=progress
+            )
+        except DownloadError as exc:
+            if exc.status in (401, 403):  # the host wants a login or an approved request: the user's move
+                reason = f"{resolved.url} refused access (HTTP {exc.status})"
+                raise ManualActionRequired(recipe, [part.local_name], download.parent, reason) from exc
+            raise
         sha256 = result.sha256
     target = root / "parts" / part.name
     if target.exists():  # extracted earlier, but the marker was never written: redo it cleanly
@@ -172,7 +180,7 @@ def acquire_part_safely(storage: Storage, recipe: Recipe, part: Part, *, progres
     """``acquire_part`` that reports failures and manual steps instead of raising."""
     try:
         return acquire_part(storage, recipe, part, progress=progress)
-    except ManualActionRequired as exc:
+    except ManualStepNeeded as exc:
         return PartResult(recipe.name, part.name, "manual", str(exc))
     except (DownloadError, ValueError, OSError) as exc:
         return PartResult(recipe.name, part.name, "failed", f"{type(exc).__name__}: {exc}")
@@ -216,6 +224,9 @@ def acquire_corpus(storage: Storage, recipe: Recipe, *, progress: bool = True) -
     if result.status in ("done", "skipped") and not isinstance(recipe.source, (HttpSource, ManualSource)):
         try:
             result.details = acquire_remote_collection(storage, recipe, progress=progress)
+        except ManualStepNeeded as exc:
+            result.parts.append(PartResult(recipe.name, "remote", "manual", str(exc)))
+            result.manual_instructions = str(exc)
         except (DownloadError, RuntimeError, OSError) as exc:
             result.parts.append(PartResult(recipe.name, "remote", "failed", f"{type(exc).__name__}: {exc}"))
     return result

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from uniflow.corpora.errors import ManualStepNeeded
 from uniflow.corpora.recipe import HuggingFaceSource
 from uniflow.storage import atomic_write
 
@@ -29,7 +30,7 @@ class HuggingFaceError(RuntimeError):
     """A Hugging Face repository could not be fetched (missing repo or revision, Hub unreachable...)."""
 
 
-class HuggingFaceAccessError(HuggingFaceError):
+class HuggingFaceAccessError(HuggingFaceError, ManualStepNeeded):
     """The repository refused access (gated or private): the message says what the user must do."""
 
 

@@ -119,6 +119,10 @@ def _probe_with_libsndfile(path: str) -> AudioInfo:
         frames, rate, channels, fmt = audio.frames, audio.samplerate, audio.channels, audio.format.lower()
         if frames <= 0:
             raise AudioProblem(path, "empty audio (0 frames)")
+        if audio.format == "MPEG":
+            # MP3 length is counted by scanning frames, so a cut file just reports fewer frames;
+            # seeking near the end only makes libmpg123 complain about its bit reservoir.
+            return AudioInfo(rate, frames, channels, fmt)
         tail = min(frames, _TAIL_FRAMES)
         try:
             audio.seek(frames - tail)

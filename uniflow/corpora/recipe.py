@@ -67,6 +67,9 @@ class HttpSource(StrictModel):
 
     kind: Literal["http"]
     parts: list[Part] = Field(min_length=1)
+    # What to do when the host refuses access (401/403): e.g. request access, download in a
+    # browser and place the file. Empty for sources that are open to everyone.
+    access_steps: list[str] = Field(default_factory=list)
 
 
 class HuggingFaceSource(StrictModel):
