@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from uniflow.corpora.entry import Entry, Problem
+    from uniflow.corpora.recipe import Recipe
 
 PROJECT = Path(__file__).resolve().parents[1]
 DATASETS = PROJECT / "datasets"
@@ -13,3 +20,51 @@ def make_storage(root: Path, mirror_url: str | None = None):
     from uniflow.storage import ROLES, Storage, StorageProfile
 
     return Storage(StorageProfile(name="test", roles={role: str(root / role) for role in ROLES}, mirror_url=mirror_url))
+
+
+def place_parts(mirror: Path, recipe: Recipe, corpus_dir: Path) -> list[Path]:
+    """Put every part of ``recipe`` from a built mirror where acquisition leaves it.
+
+    An archive part is extracted (safely, as acquisition does) to ``corpus_dir/parts/<part>/``;
+    a plain-file part (``extract: false``) is copied to ``corpus_dir/parts/<part>/<file>``.
+    Returns what was placed, one path per part: the extraction folder or the copied file.
+    """
+    from uniflow.corpora.extract import extract_archive
+
+    placed = []
+    for part in recipe.parts:
+        download = mirror / "files" / recipe.name / part.local_name
+        target = corpus_dir / "parts" / part.name
+        if part.extract:
+            extract_archive(download, target, progress=False)
+        else:
+            target.mkdir(parents=True)
+            target = target / part.local_name
+            shutil.copyfile(download, target)
+        placed.append(target)
+    return placed
+
+
+def read_entries(corpus_dir: Path, recipe: Recipe) -> tuple[list[Entry], list[Problem]]:
+    """Run the recipe's reader over ``corpus_dir``: its entries and its problems, in reading order."""
+    from uniflow.corpora.entry import Entry, Problem
+
+    reader = importlib.import_module(f"uniflow.corpora.readers.{recipe.reader_name}")
+    entries: list[Entry] = []
+    problems: list[Problem] = []
+    for item in reader.entries(corpus_dir, recipe):
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            assert isinstance(item, Entry), f"reader yielded {item!r}"
+            entries.append(item)
+    return entries, problems
+
+
+def by_key(entries: list[Entry]) -> dict[str, Entry]:
+    """Entries by key; a key that occurs twice fails the test (keys name manifest rows)."""
+    found: dict[str, Entry] = {}
+    for entry in entries:
+        assert entry.key not in found, f"duplicate key {entry.key}"
+        found[entry.key] = entry
+    return found

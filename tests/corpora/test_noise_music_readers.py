@@ -7,29 +7,20 @@ without disturbing each other.
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
-import tarfile
-import zipfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
-from uniflow.corpora.entry import Entry, Problem
-from uniflow.corpora.recipe import Recipe, load_recipes
+from support import by_key, place_parts, read_entries
+from uniflow.corpora.recipe import Recipe
 from uniflow.mirror.build import build_mirror
 
 CORPORA = ["wham_noise", "musan", "rirs_noises", "esc50", "musdb18hq", "moisesdb"]
-DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 REAL_RIRS = "RIRS_NOISES/real_rirs_isotropic_noises"
-
-
-@pytest.fixture(scope="module")
-def recipes() -> dict[str, Recipe]:
-    return load_recipes(DATASETS_DIR)
 
 
 @pytest.fixture(scope="module")
@@ -39,40 +30,16 @@ def mirror(tmp_path_factory: pytest.TempPathFactory, recipes: dict[str, Recipe])
     return root
 
 
-def acquire(mirror: Path, recipe: Recipe, raw_root: Path) -> Path:
-    """Extract every part of ``recipe`` from the mirror into raw/<corpus>/parts/<part>/."""
-    corpus_dir = raw_root / recipe.name
-    for part in recipe.parts:
-        archive = mirror / "files" / recipe.name / part.local_name
-        target = corpus_dir / "parts" / part.name
-        target.mkdir(parents=True)
-        if archive.name.endswith(".zip"):
-            with zipfile.ZipFile(archive) as handle:
-                handle.extractall(target)
-        else:
-            with tarfile.open(archive) as handle:
-                handle.extractall(target, filter="data")
-    return corpus_dir
-
-
-def read(corpus_dir: Path, recipe: Recipe) -> tuple[list[Entry], list[Problem]]:
-    module = importlib.import_module(f"uniflow.corpora.readers.{recipe.reader_name}")
-    items = list(module.entries(corpus_dir, recipe))
-    return [item for item in items if isinstance(item, Entry)], [item for item in items if isinstance(item, Problem)]
-
-
 @pytest.fixture
 def corpus(mirror: Path, recipes: dict[str, Recipe], tmp_path: Path):
     """``corpus(name)`` -> (corpus_dir, recipe), freshly extracted for this test."""
 
     def extract(name: str) -> tuple[Path, Recipe]:
-        return acquire(mirror, recipes[name], tmp_path / "raw"), recipes[name]
+        corpus_dir = tmp_path / "raw" / name
+        place_parts(mirror, recipes[name], corpus_dir)
+        return corpus_dir, recipes[name]
 
     return extract
-
-
-def by_key(entries: list[Entry]) -> dict[str, Entry]:
-    return {entry.key: entry for entry in entries}
 
 
 # -- archives: real top folders and audio formats ---------------------------------------------------------
@@ -101,7 +68,7 @@ def test_mirror_archive_has_the_real_top_folder_and_audio_format(
 # -- WHAM! noise --------------------------------------------------------------------------------------------
 def test_wham_noise_splits_come_from_the_metadata_csv(corpus) -> None:
     corpus_dir, recipe = corpus("wham_noise")
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert problems == []
     assert Counter(entry.split for entry in entries) == {"train": 3, "valid": 1, "test": 1}
     entries_by_key = by_key(entries)
@@ -122,7 +89,7 @@ def test_wham_noise_broken_rows_are_problems(corpus) -> None:
     lines[4] = "wham_noise_mirror_004.wav,Dev,1.0"  # unknown split
     lines.append("not_there.wav,Train,2.0")  # no such file
     metadata.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert sorted(by_key(entries)) == ["wham_noise_mirror_001", "wham_noise_mirror_003", "wham_noise_mirror_005"]
     reasons = " | ".join(problem.reason for problem in problems)
     assert len(problems) == 3
@@ -136,7 +103,7 @@ def test_wham_noise_without_split_column_is_one_problem(corpus) -> None:
     metadata = corpus_dir / "parts/high_res_wham/high_res_wham/high_res_metadata.csv"
     lines = metadata.read_text(encoding="utf-8").splitlines()
     metadata.write_text("\n".join(["Filename,Subset,File Length (sec)", *lines[1:]]) + "\n", encoding="utf-8")
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert entries == []
     assert len(problems) == 1 and "'WHAM! Split'" in problems[0].reason
 
@@ -144,7 +111,7 @@ def test_wham_noise_without_split_column_is_one_problem(corpus) -> None:
 # -- MUSAN ----------------------------------------------------------------------------------------------------
 def test_musan_yields_all_categories_with_their_annotations(corpus) -> None:
     corpus_dir, recipe = corpus("musan")
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert problems == []
     assert {entry.split for entry in entries} == {"train"}
     assert Counter(entry.extra["category"] for entry in entries) == {"music": 3, "speech": 3, "noise": 3}
@@ -179,7 +146,7 @@ def test_musan_broken_annotations_are_problems(corpus) -> None:
     music.write_text(music.read_text(encoding="utf-8").replace(" Y ", " maybe "), encoding="utf-8")
     with open(root / "speech/librivox/ANNOTATIONS", "a", encoding="utf-8") as handle:
         handle.write("speech-librivox-0099 m english\n")
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     # Recordings are still yielded; only their broken annotation is reported.
     assert len(entries) == 9
     assert "genres" not in by_key(entries)["music/fma/music-fma-0000"].extra
@@ -191,7 +158,7 @@ def test_musan_broken_annotations_are_problems(corpus) -> None:
 # -- RIRs and noises (OpenSLR 28) -------------------------------------------------------------------------------
 def test_rirs_noises_reads_rirs_and_noises_from_the_list_files(corpus) -> None:
     corpus_dir, recipe = corpus("rirs_noises")
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert problems == []
     assert {entry.split for entry in entries} == {"train"}
     rirs = [entry for entry in entries if entry.extra["kind"] == "rir"]
@@ -227,7 +194,7 @@ def test_rirs_noises_broken_list_lines_are_problems(corpus) -> None:
         handle.write(f"--rir-id medium-Room009-00001 --room-id medium-Room009 {rooms}/Room009/Room009-00001.wav\n")
         handle.write(f"--rir-id medium-Room001-00009 {rooms}/Room001/Room001-00001.wav\n")  # no --room-id
         handle.write("--rir-id medium-Room001-00001 --room-id\n")  # no location
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert len(entries) == 10
     assert len(problems) == 3
     absent, unnamed_room, malformed = problems
@@ -239,7 +206,7 @@ def test_rirs_noises_broken_list_lines_are_problems(corpus) -> None:
 # -- ESC-50 ------------------------------------------------------------------------------------------------------
 def test_esc50_is_all_test_with_category_captions_and_folds(corpus) -> None:
     corpus_dir, recipe = corpus("esc50")
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert problems == []
     assert {entry.split for entry in entries} == {"test"}
     assert sorted(by_key(entries)) == [
@@ -271,7 +238,7 @@ def test_esc50_broken_rows_are_problems(corpus) -> None:
         handle.write("1-555-A-3.wav,1,4,frog,False,555,A\n")  # name says target 3, column says 4
         handle.write("1-777-A-5.wav,1,5,cat,False,777,A\n")  # consistent row, file absent
     (root / "audio/4-181286-A-16.wav").unlink()
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert len(entries) == 4
     assert sorted(problem.key for problem in problems) == ["1-555-A-3", "1-777-A-5", "4-181286-A-16", "9-100032-A-0"]
     reasons = " | ".join(problem.reason for problem in problems)
@@ -281,7 +248,7 @@ def test_esc50_broken_rows_are_problems(corpus) -> None:
 # -- MUSDB18-HQ --------------------------------------------------------------------------------------------------
 def test_musdb18hq_tracks_have_folder_splits_and_stems(corpus) -> None:
     corpus_dir, recipe = corpus("musdb18hq")
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert problems == []
     assert {entry.key: entry.split for entry in entries} == {
         "train/A_Classic_Education_-_NightOwl": "train",
@@ -302,7 +269,7 @@ def test_musdb18hq_track_names_with_dots_give_dot_free_keys(corpus) -> None:
     corpus_dir, recipe = corpus("musdb18hq")
     test_dir = corpus_dir / "parts/musdb18hq/test"
     shutil.copytree(test_dir / "Al James - Schoolboy Facination", test_dir / "M.E.R.C. Music - Knockout")
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert problems == []
     knockout = by_key(entries)["test/M_E_R_C_Music_-_Knockout"]
     assert knockout.extra["track"] == "M.E.R.C. Music - Knockout"
@@ -312,7 +279,7 @@ def test_musdb18hq_track_names_with_dots_give_dot_free_keys(corpus) -> None:
 def test_musdb18hq_track_without_a_stem_is_a_problem(corpus) -> None:
     corpus_dir, recipe = corpus("musdb18hq")
     (corpus_dir / "parts/musdb18hq/train/Actions - One Minute Smile/vocals.wav").unlink()
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert sorted(by_key(entries)) == ["test/Al_James_-_Schoolboy_Facination", "train/A_Classic_Education_-_NightOwl"]
     assert len(problems) == 1
     assert problems[0].key == "train/Actions_-_One_Minute_Smile" and "vocals.wav" in problems[0].reason
@@ -321,7 +288,7 @@ def test_musdb18hq_track_without_a_stem_is_a_problem(corpus) -> None:
 # -- MoisesDB ----------------------------------------------------------------------------------------------------
 def test_moisesdb_songs_list_every_source_file(corpus) -> None:
     corpus_dir, recipe = corpus("moisesdb")
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert problems == []
     assert len(entries) == 2 and {entry.split for entry in entries} == {"train"}
     songs = {entry.extra["song"]: entry for entry in entries}
@@ -352,7 +319,7 @@ def test_moisesdb_broken_songs_are_problems(corpus) -> None:
     data = json.loads((second / "data.json").read_text(encoding="utf-8"))
     missing = second / data["stems"][0]["stemName"] / f"{data['stems'][0]['tracks'][0]['id']}.wav"
     missing.unlink()
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert entries == []
     assert sorted(problem.key for problem in problems) == sorted([first.name, second.name])
     reasons = " | ".join(problem.reason for problem in problems)
@@ -363,7 +330,7 @@ def test_moisesdb_broken_songs_are_problems(corpus) -> None:
 @pytest.mark.parametrize("name", CORPORA)
 def test_keys_are_unique_and_dot_free(corpus, name: str) -> None:
     corpus_dir, recipe = corpus(name)
-    entries, problems = read(corpus_dir, recipe)
+    entries, problems = read_entries(corpus_dir, recipe)
     assert problems == [] and entries
     keys = [entry.key for entry in entries]
     assert len(set(keys)) == len(keys)

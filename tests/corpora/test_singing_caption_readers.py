@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -11,31 +10,21 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from uniflow.corpora.entry import Entry, Problem
-from uniflow.corpora.extract import extract_archive
+from support import by_key, place_parts, read_entries
 from uniflow.corpora.huggingface import fetch_huggingface
-from uniflow.corpora.recipe import Recipe, load_recipes
+from uniflow.corpora.recipe import Recipe
 from uniflow.mirror.build import build_mirror
 from uniflow.mirror.builders import lp_musiccaps_msd as lp_mirror
 from uniflow.mirror.builders import m4singer as m4singer_mirror
 from uniflow.mirror.serve import serve_in_background
 
-DATASETS = Path(__file__).resolve().parents[2] / "datasets"
 SINGING = ["m4singer", "opencpop", "popcs", "opensinger"]
-
-
-@pytest.fixture(scope="module")
-def recipes() -> dict[str, Recipe]:
-    return load_recipes(DATASETS)
 
 
 def _place(recipe: Recipe, mirror: Path, raw: Path, mirror_url: str | None = None) -> Path:
     """Put a corpus where acquisition would: archives extracted to parts/<part>, HF snapshots via the mirror."""
     corpus_dir = raw / recipe.name
-    for part in recipe.parts:
-        extract_archive(
-            mirror / "files" / recipe.name / part.local_name, corpus_dir / "parts" / part.name, progress=False
-        )
+    place_parts(mirror, recipe, corpus_dir)
     if recipe.source.kind == "huggingface":
         assert mirror_url is not None
         fetch_huggingface(recipe.source, corpus_dir, endpoint=mirror_url + "/hf", progress=False)
@@ -64,12 +53,6 @@ def raw(tmp_path_factory: pytest.TempPathFactory, recipes: dict[str, Recipe]) ->
     return root
 
 
-def read(name: str, corpus_dir: Path, recipe: Recipe) -> tuple[list[Entry], list[Problem]]:
-    module = importlib.import_module(f"uniflow.corpora.readers.{recipe.reader_name}")
-    items = list(module.entries(corpus_dir, recipe))
-    return [i for i in items if isinstance(i, Entry)], [i for i in items if isinstance(i, Problem)]
-
-
 @pytest.fixture
 def editable(raw: Path, tmp_path: Path) -> Iterator:
     """A private copy of one placed corpus, for tests that break its metadata."""
@@ -84,7 +67,7 @@ def editable(raw: Path, tmp_path: Path) -> Iterator:
 
 @pytest.mark.parametrize("name", SINGING + ["wavcaps_freesound"])
 def test_entries_follow_the_recipe(name: str, raw: Path, recipes: dict[str, Recipe]) -> None:
-    entries, problems = read(name, raw / name, recipes[name])
+    entries, problems = read_entries(raw / name, recipes[name])
     assert entries and not problems, problems
     assert {e.split for e in entries} <= set(recipes[name].splits)
     keys = [e.key for e in entries]
@@ -96,9 +79,9 @@ def test_entries_follow_the_recipe(name: str, raw: Path, recipes: dict[str, Reci
 
 # -- M4Singer ----------------------------------------------------------------------------------------------
 def test_m4singer_scores_splits_and_audio(raw: Path, recipes: dict[str, Recipe]) -> None:
-    entries, _ = read("m4singer", raw / "m4singer", recipes["m4singer"])
-    by_key = {e.key: e for e in entries}
-    assert sorted(by_key) == [
+    entries, _ = read_entries(raw / "m4singer", recipes["m4singer"])
+    found = by_key(entries)
+    assert sorted(found) == [
         "Alto-2/岁月神偷/0000",
         "Alto-2/岁月神偷/0001",
         "Bass-1/月亮/0000",
@@ -106,21 +89,21 @@ def test_m4singer_scores_splits_and_audio(raw: Path, recipes: dict[str, Recipe])
         "Soprano-3/春风/0001",
         "Tenor-1/童话/0000",
     ]
-    assert {k for k, e in by_key.items() if e.split == "test"} == {
+    assert {k for k, e in found.items() if e.split == "test"} == {
         "Alto-2/岁月神偷/0000",
         "Alto-2/岁月神偷/0001",
         "Tenor-1/童话/0000",
     }
     meta = json.loads((raw / "m4singer/parts/m4singer/m4singer/meta.json").read_text(encoding="utf-8"))
     for item in meta:
-        entry = by_key[item["item_name"].replace("#", "/")]
+        entry = found[item["item_name"].replace("#", "/")]
         assert entry.text == item["txt"] and entry.speaker == item["item_name"].split("#")[0]
         assert entry.score == {field: item[field] for field in ("phs", "ph_dur", "notes", "notes_dur", "is_slur")}
         assert "AP" in entry.score["phs"] and 1 in entry.score["is_slur"]
         # The sung-note stand-in is rendered from the score, so its length is the phones' total.
         assert sf.info(entry.audio).duration == pytest.approx(sum(item["ph_dur"]), abs=0.01)
         assert entry.extra["midi"].endswith(".mid") and Path(entry.extra["textgrid"]).is_file()
-    assert by_key["Bass-1/月亮/0000"].gender == "male" and by_key["Alto-2/岁月神偷/0000"].gender == "female"
+    assert found["Bass-1/月亮/0000"].gender == "male" and found["Alto-2/岁月神偷/0000"].gender == "female"
 
 
 def test_m4singer_broken_items_are_problems(editable, recipes: dict[str, Recipe]) -> None:
@@ -130,7 +113,7 @@ def test_m4singer_broken_items_are_problems(editable, recipes: dict[str, Recipe]
     meta[0]["notes"] = meta[0]["notes"][:-1]  # lists of different lengths
     (root / "Bass-1#月亮" / "0000.wav").unlink()  # wav missing
     (root / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-    entries, problems = read("m4singer", corpus, recipes["m4singer"])
+    entries, problems = read_entries(corpus, recipes["m4singer"])
     assert len(entries) == len(meta) - 2 and len(problems) == 2
     reasons = {p.key: p.reason for p in problems}
     assert "differ in length" in reasons["Alto-2/岁月神偷/0000"]
@@ -141,7 +124,7 @@ def test_m4singer_broken_items_are_problems(editable, recipes: dict[str, Recipe]
 def test_opencpop_official_split_and_midi_notes(raw: Path, recipes: dict[str, Recipe]) -> None:
     from uniflow.corpora.readers.opencpop import note_to_midi
 
-    entries, _ = read("opencpop", raw / "opencpop", recipes["opencpop"])
+    entries, _ = read_entries(raw / "opencpop", recipes["opencpop"])
     assert {e.key: e.split for e in entries} == {
         "2001000001": "train",
         "2001000002": "train",
@@ -164,7 +147,7 @@ def test_opencpop_broken_lines_are_problems(editable, recipes: dict[str, Recipe]
     train = segments / "train.txt"
     train.write_text(train.read_text(encoding="utf-8") + "2001000009|坏|a b|C4|0.1 0.1|0.1 0.1|0 0\n", encoding="utf-8")
     (segments / "wavs" / "2002000002.wav").unlink()
-    entries, problems = read("opencpop", corpus, recipes["opencpop"])
+    entries, problems = read_entries(corpus, recipes["opencpop"])
     assert len(entries) == 4
     assert any("line 5" in p.reason and "differ in length" in p.reason for p in problems)
     assert any(p.key == "2002000002" and "missing" in p.reason for p in problems)
@@ -172,7 +155,7 @@ def test_opencpop_broken_lines_are_problems(editable, recipes: dict[str, Recipe]
 
 # -- PopCS and OpenSinger ---------------------------------------------------------------------------------
 def test_popcs_texts_and_phones(raw: Path, recipes: dict[str, Recipe]) -> None:
-    entries, _ = read("popcs", raw / "popcs", recipes["popcs"])
+    entries, _ = read_entries(raw / "popcs", recipes["popcs"])
     assert sorted(e.key for e in entries) == [
         "popcs-说散就散/0000",
         "popcs-说散就散/0001",
@@ -188,12 +171,12 @@ def test_popcs_texts_and_phones(raw: Path, recipes: dict[str, Recipe]) -> None:
 def test_popcs_missing_lyrics_is_a_problem(editable, recipes: dict[str, Recipe]) -> None:
     corpus = editable("popcs")
     (corpus / "parts/popcs/popcs/popcs-说散就散/0001.txt").unlink()
-    entries, problems = read("popcs", corpus, recipes["popcs"])
+    entries, problems = read_entries(corpus, recipes["popcs"])
     assert len(entries) == 3 and [p.key for p in problems] == ["popcs-说散就散/0001"]
 
 
 def test_opensinger_speakers_and_genders(raw: Path, recipes: dict[str, Recipe]) -> None:
-    entries, _ = read("opensinger", raw / "opensinger", recipes["opensinger"])
+    entries, _ = read_entries(raw / "opensinger", recipes["opensinger"])
     assert sorted((e.key, e.speaker, e.gender) for e in entries) == [
         ("ManRaw/0_光年之外_0", "ManRaw_0", "male"),
         ("ManRaw/0_光年之外_1", "ManRaw_0", "male"),
@@ -207,7 +190,7 @@ def test_opensinger_speakers_and_genders(raw: Path, recipes: dict[str, Recipe]) 
 def test_opensinger_missing_text_is_a_problem(editable, recipes: dict[str, Recipe]) -> None:
     corpus = editable("opensinger")
     (corpus / "parts/opensinger/OpenSinger/WomanRaw/4_遇见/4_遇见_1.txt").unlink()
-    entries, problems = read("opensinger", corpus, recipes["opensinger"])
+    entries, problems = read_entries(corpus, recipes["opensinger"])
     assert len(entries) == 4 and [p.key for p in problems] == ["WomanRaw/4_遇见_1"]
 
 
@@ -215,7 +198,7 @@ def test_opensinger_missing_text_is_a_problem(editable, recipes: dict[str, Recip
 def test_wavcaps_captions_come_from_the_json(raw: Path, recipes: dict[str, Recipe]) -> None:
     from uniflow.mirror.builders.wavcaps_freesound import CLIPS
 
-    entries, _ = read("wavcaps_freesound", raw / "wavcaps_freesound", recipes["wavcaps_freesound"])
+    entries, _ = read_entries(raw / "wavcaps_freesound", recipes["wavcaps_freesound"])
     assert {e.key: e.caption for e in entries} == {clip[0]: clip[5] for clip in CLIPS}
     assert {e.key: e.extra["author"] for e in entries} == {clip[0]: clip[2] for clip in CLIPS}
     for entry in entries:
@@ -230,7 +213,7 @@ def test_wavcaps_unmatched_json_and_audio_are_problems(editable, recipes: dict[s
     removed = metadata["data"].pop(0)["id"]
     metadata["data"].append({"id": "999999", "caption": "A clip that was never extracted.", "duration": 2.0})
     json_path.write_text(json.dumps(metadata))
-    entries, problems = read("wavcaps_freesound", corpus, recipes["wavcaps_freesound"])
+    entries, problems = read_entries(corpus, recipes["wavcaps_freesound"])
     assert len(entries) == 3
     assert {p.key: ("no caption" in p.reason or "missing" in p.reason) for p in problems} == {
         removed: True,
@@ -241,10 +224,10 @@ def test_wavcaps_unmatched_json_and_audio_are_problems(editable, recipes: dict[s
 # -- LP-MusicCaps-MSD + MSD -------------------------------------------------------------------------------
 def test_msd_audio_joined_with_lp_musiccaps_captions(raw: Path, recipes: dict[str, Recipe]) -> None:
     pytest.importorskip("pyarrow")
-    lp_entries, lp_problems = read("lp_musiccaps_msd", raw / "lp_musiccaps_msd", recipes["lp_musiccaps_msd"])
+    lp_entries, lp_problems = read_entries(raw / "lp_musiccaps_msd", recipes["lp_musiccaps_msd"])
     assert lp_entries == [] and lp_problems == [], "a caption-only corpus yields no recordings and no problems"
 
-    entries, problems = read("msd", raw / "msd", recipes["msd"])
+    entries, problems = read_entries(raw / "msd", recipes["msd"])
     tracks = {track["track_id"]: track for track in lp_mirror.TRACKS}
     assert sorted(e.key for e in entries) == sorted(tracks)
     for entry in entries:
@@ -260,5 +243,5 @@ def test_msd_audio_joined_with_lp_musiccaps_captions(raw: Path, recipes: dict[st
 def test_msd_without_captions_is_one_clear_problem(editable, recipes: dict[str, Recipe]) -> None:
     pytest.importorskip("pyarrow")
     corpus = editable("msd")  # copied alone: no lp_musiccaps_msd beside it
-    entries, problems = read("msd", corpus, recipes["msd"])
+    entries, problems = read_entries(corpus, recipes["msd"])
     assert entries == [] and len(problems) == 1 and "acquire lp_musiccaps_msd first" in problems[0].reason

@@ -8,16 +8,15 @@ and that broken metadata comes out as a Problem while the rest is still read.
 from __future__ import annotations
 
 import importlib
-import tarfile
 import time
-import zipfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
-from uniflow.corpora.entry import Entry, Problem
+from support import by_key, place_parts, read_entries
+from uniflow.corpora.entry import Entry
 from uniflow.corpora.recipe import Recipe
 from uniflow.mirror.build import build_mirror
 
@@ -31,35 +30,6 @@ def speech_mirror(tmp_path_factory: pytest.TempPathFactory, recipes: dict[str, R
     return root
 
 
-def extract_corpus(mirror: Path, recipe: Recipe, corpus_dir: Path) -> Path:
-    """Extract every part's archive to ``corpus_dir/parts/<part name>/``, as acquisition does."""
-    for part in recipe.parts:
-        archive = mirror / "files" / recipe.name / part.local_name
-        target = corpus_dir / "parts" / part.name
-        target.mkdir(parents=True)
-        if archive.name.endswith(".zip"):
-            with zipfile.ZipFile(archive) as bundle:
-                bundle.extractall(target)
-        else:
-            with tarfile.open(archive) as bundle:
-                bundle.extractall(target, filter="data")
-    return corpus_dir
-
-
-def read(recipe: Recipe, corpus_dir: Path) -> tuple[dict[str, Entry], list[Problem]]:
-    """Run the recipe's reader: entries by key (keys must be unique) and problems."""
-    reader = importlib.import_module(f"uniflow.corpora.readers.{recipe.reader_name}")
-    found: dict[str, Entry] = {}
-    problems: list[Problem] = []
-    for item in reader.entries(corpus_dir, recipe):
-        if isinstance(item, Problem):
-            problems.append(item)
-        else:
-            assert item.key not in found, f"duplicate key {item.key}"
-            found[item.key] = item
-    return found, problems
-
-
 def splits(found: dict[str, Entry]) -> Counter[str]:
     return Counter(entry.split for entry in found.values())
 
@@ -69,8 +39,9 @@ def corpus(speech_mirror: Path, recipes: dict[str, Recipe], tmp_path: Path):
     """Extract one corpus of the mirror into this test's tmp_path; returns (recipe, corpus_dir)."""
 
     def extract(name: str) -> tuple[Recipe, Path]:
-        recipe = recipes[name]
-        return recipe, extract_corpus(speech_mirror, recipe, tmp_path / "raw" / name)
+        recipe, corpus_dir = recipes[name], tmp_path / "raw" / name
+        place_parts(speech_mirror, recipe, corpus_dir)
+        return recipe, corpus_dir
 
     return extract
 
@@ -81,7 +52,8 @@ def corpus(speech_mirror: Path, recipes: dict[str, Recipe], tmp_path: Path):
 @pytest.mark.parametrize("name", SPEECH_CORPORA)
 def test_entries_have_clean_keys_and_real_audio_at_the_native_rate(name: str, corpus) -> None:
     recipe, corpus_dir = corpus(name)
-    found, problems = read(recipe, corpus_dir)
+    entries, problems = read_entries(corpus_dir, recipe)
+    found = by_key(entries)
     assert found
     for key, entry in found.items():
         assert "." not in key and not key.startswith("/") and key == key.strip()
@@ -96,7 +68,8 @@ def test_entries_have_clean_keys_and_real_audio_at_the_native_rate(name: str, co
 
 def test_libritts_reads_official_splits_with_trans_tsv_texts(corpus) -> None:
     recipe, corpus_dir = corpus("libritts")
-    found, problems = read(recipe, corpus_dir)
+    entries, problems = read_entries(corpus_dir, recipe)
+    found = by_key(entries)
     # 2 speakers x 3 utterances per part; train-clean-360 loses the known-corrupt recording.
     assert splits(found) == {"train": 17, "valid": 6, "test": 6}
     assert {entry.subset for entry in found.values()} == {"train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "test-clean"}
@@ -130,7 +103,9 @@ def test_libritts_broken_trans_tsv_yields_problems_and_falls_back_to_text_files(
     (chapter / "84_121123.trans.tsv").write_text("\n".join(broken) + "\n")
     (chapter / "84_121123_000002_000001.normalized.txt").unlink()
 
-    found, problems = read(recipe, corpus_dir)
+    entries, problems = read_entries(corpus_dir, recipe)
+
+    found = by_key(entries)
     reasons = {(problem.key, problem.reason.split(":")[0]) for problem in problems}
     assert (None, "line 1") in reasons
     assert ("84_121123_000009_000000", "listed in 84_121123.trans.tsv but the audio file is missing") in reasons
@@ -171,7 +146,7 @@ def test_libritts_reader_lists_far_faster_than_the_manifest_target(tmp_path: Pat
 
 def test_vctk_takes_mic2_speaker_folder_and_txt_with_sr_test_speakers_in_test(corpus) -> None:
     recipe, corpus_dir = corpus("vctk")
-    found, _ = read(recipe, corpus_dir)
+    found = by_key(read_entries(corpus_dir, recipe)[0])
     assert splits(found) == {"train": 8, "test": 4}
     assert {entry.speaker for entry in found.values() if entry.split == "test"} == {"p360", "s5"}
     assert {entry.subset for entry in found.values() if entry.split == "test"} == {"sr-test-speakers"}
@@ -195,7 +170,8 @@ def test_vctk_missing_transcript_and_bad_file_name_are_problems(corpus) -> None:
     root = corpus_dir / "parts/VCTK-Corpus-0.92"
     (root / "txt/p225/p225_002.txt").unlink()
     (root / "wav48_silence_trimmed/p226/p226_003.flac").write_bytes(b"")
-    found, problems = read(recipe, corpus_dir)
+    entries, problems = read_entries(corpus_dir, recipe)
+    found = by_key(entries)
     assert [(problem.key, problem.reason) for problem in problems if problem.key] == [
         ("p225_002", "no transcript txt/p225/p225_002.txt")
     ]
@@ -208,7 +184,7 @@ def test_vctk_missing_transcript_and_bad_file_name_are_problems(corpus) -> None:
 
 def test_ljspeech_reads_metadata_csv_as_one_speaker_all_train(corpus) -> None:
     recipe, corpus_dir = corpus("ljspeech")
-    found, _ = read(recipe, corpus_dir)
+    found = by_key(read_entries(corpus_dir, recipe)[0])
     assert sorted(found) == ["LJ001-0001", "LJ001-0002", "LJ001-0003", "LJ002-0001", "LJ002-0002", "LJ050-0278"]
     assert splits(found) == {"train": 6}
     assert {(entry.speaker, entry.gender) for entry in found.values()} == {("LJ", "female")}
@@ -225,7 +201,8 @@ def test_ljspeech_bad_lines_and_unlisted_or_missing_audio_are_problems(corpus) -
         metadata.write("LJ003-0001|only two fields\n")
         metadata.write("LJ003-0002|Listed without audio.|Listed without audio.\n")
     (root / "wavs/LJ009-0009.wav").write_bytes((root / "wavs/LJ001-0001.wav").read_bytes())
-    found, problems = read(recipe, corpus_dir)
+    entries, problems = read_entries(corpus_dir, recipe)
+    found = by_key(entries)
     assert len(found) == 6
     reasons = sorted((problem.key or "", problem.reason) for problem in problems)
     assert reasons == [
@@ -240,7 +217,7 @@ def test_ljspeech_bad_lines_and_unlisted_or_missing_audio_are_problems(corpus) -
 
 def test_voicebank_demand_pairs_each_clean_file_with_its_noisy_twin(corpus) -> None:
     recipe, corpus_dir = corpus("voicebank_demand")
-    found, _ = read(recipe, corpus_dir)
+    found = by_key(read_entries(corpus_dir, recipe)[0])
     assert splits(found) == {"train": 4, "test": 4}
     assert {entry.speaker for entry in found.values() if entry.split == "test"} == {"p232", "p257"}
     assert {entry.subset for entry in found.values()} == {"trainset_28spk", "testset"}
@@ -256,7 +233,8 @@ def test_voicebank_demand_pairs_each_clean_file_with_its_noisy_twin(corpus) -> N
 def test_voicebank_demand_clean_file_without_noisy_twin_is_a_problem(corpus) -> None:
     recipe, corpus_dir = corpus("voicebank_demand")
     (corpus_dir / "parts/noisy_trainset_28spk_wav/noisy_trainset_28spk_wav/p287_002.wav").unlink()
-    found, problems = read(recipe, corpus_dir)
+    entries, problems = read_entries(corpus_dir, recipe)
+    found = by_key(entries)
     assert [(problem.key, problem.reason) for problem in problems] == [
         ("p287_002", "clean file without its noisy twin noisy_trainset_28spk_wav/p287_002.wav")
     ]
@@ -268,7 +246,7 @@ def test_voicebank_demand_clean_file_without_noisy_twin_is_a_problem(corpus) -> 
 
 def test_aishell3_joins_characters_and_keeps_pinyin(corpus) -> None:
     recipe, corpus_dir = corpus("aishell3")
-    found, _ = read(recipe, corpus_dir)
+    found = by_key(read_entries(corpus_dir, recipe)[0])
     assert splits(found) == {"train": 4, "test": 2}
     first = found["SSB00050001"]
     assert (first.text, first.extra["pinyin"]) == ("今天天气很好", "jin1 tian1 tian1 qi4 hen3 hao3")
@@ -286,7 +264,8 @@ def test_aishell3_unpaired_transcript_and_unlisted_audio_are_problems(corpus) ->
     del lines[3]  # SSB00090002.wav loses its line
     lines.append("SSB00059999.wav\t好 hao3")  # a line without audio
     content.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    found, problems = read(recipe, corpus_dir)
+    entries, problems = read_entries(corpus_dir, recipe)
+    found = by_key(entries)
     reasons = sorted((problem.key, problem.reason.split(" (")[0]) for problem in problems)
     assert reasons == [
         ("SSB00050002", "line 2: characters and pinyin do not pair up"),
@@ -301,7 +280,7 @@ def test_aishell3_unpaired_transcript_and_unlisted_audio_are_problems(corpus) ->
 
 def test_hq_tts_reads_speaker_folders(corpus) -> None:
     recipe, corpus_dir = corpus("hq_tts")
-    found, _ = read(recipe, corpus_dir)
+    found = by_key(read_entries(corpus_dir, recipe)[0])
     assert sorted(found) == [f"speaker_{s}/speaker_{s}_000{n}" for s in "abc" for n in (1, 2)]
     assert splits(found) == {"train": 6}
     entry = found["speaker_b/speaker_b_0002"]
@@ -318,7 +297,8 @@ def test_hq_tts_files_outside_the_documented_layout_are_problems(corpus) -> None
     (root / "speaker_a/take.2.wav").write_bytes(sample)
     (root / "speaker_b/extra.mp3").write_bytes(b"ID3")
     (root / "speaker_c/session1").mkdir()
-    found, problems = read(recipe, corpus_dir)
+    entries, problems = read_entries(corpus_dir, recipe)
+    found = by_key(entries)
     assert len(found) == 6
     assert sorted(problem.path.relative_to(root).as_posix() for problem in problems) == [
         "speaker_a/take.2.wav",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 import shutil
 from collections import Counter
@@ -14,13 +13,20 @@ import av
 import pytest
 import soundfile as sf
 
+from support import DATASETS, place_parts, read_entries
 from uniflow.corpora.entry import Entry, Problem
 from uniflow.corpora.recipe import Recipe, load_recipe
-from uniflow.corpora.youtube import YoutubeReport, fetch_youtube_clips
+from uniflow.corpora.youtube import (
+    ClipIndex,
+    ListedClip,
+    YoutubeReport,
+    fetch_youtube_clips,
+    id_list_path,
+    listed_clips,
+)
 from uniflow.mirror.build import build_mirror
 from uniflow.mirror.serve import serve_in_background
 
-DATASETS = Path(__file__).resolve().parents[2] / "datasets"
 CORPORA = ("audiocaps", "musiccaps", "visualsound", "audioset")
 KEY = re.compile(r"^[A-Za-z0-9_-]{11}_\d+$")
 
@@ -34,23 +40,6 @@ class Fetched:
     problems: list[Problem]
 
 
-def _place_parts(mirror: Path, recipe: Recipe, corpus_dir: Path) -> list[Path]:
-    """What acquisition leaves behind for plain-file parts: ``parts/<part>/<file>``."""
-    placed = []
-    for part in recipe.parts:
-        target = corpus_dir / "parts" / part.name / part.local_name
-        target.parent.mkdir(parents=True)
-        shutil.copyfile(mirror / "files" / recipe.name / part.local_name, target)
-        placed.append(target)
-    return placed
-
-
-def _read(recipe: Recipe, corpus_dir: Path) -> tuple[list[Entry], list[Problem]]:
-    reader = importlib.import_module(f"uniflow.corpora.readers.{recipe.reader_name}")
-    items = list(reader.entries(corpus_dir, recipe))
-    return [i for i in items if isinstance(i, Entry)], [i for i in items if isinstance(i, Problem)]
-
-
 @pytest.fixture(scope="module")
 def fetched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Fetched]]:
     recipes = {name: load_recipe(DATASETS / f"{name}.yaml") for name in CORPORA}
@@ -61,11 +50,11 @@ def fetched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Fetc
     result = {}
     for name, recipe in recipes.items():
         corpus_dir = raw / name
-        lists = _place_parts(mirror, recipe, corpus_dir)
+        lists = place_parts(mirror, recipe, corpus_dir)
         report = fetch_youtube_clips(
             recipe.source, lists, corpus_dir, url_template=f"{server.url}/youtube/{{id}}.mp4", progress=False
         )
-        result[name] = Fetched(recipe, corpus_dir, report, *_read(recipe, corpus_dir))
+        result[name] = Fetched(recipe, corpus_dir, report, *read_entries(corpus_dir, recipe))
     yield result
     server.shutdown()
 
@@ -148,6 +137,40 @@ def test_audioset_subsets_labels_and_captions(fetched) -> None:
 def test_clips_not_fetched_yet_are_problems_not_entries(fetched, tmp_path: Path) -> None:
     corpus = fetched["audiocaps"]
     shutil.copytree(corpus.corpus_dir / "parts", tmp_path / "parts")
-    entries, problems = _read(corpus.recipe, tmp_path)
+    entries, problems = read_entries(tmp_path, corpus.recipe)
     assert entries == [] and len(problems) == 6
     assert all(problem.reason.startswith("clip not downloaded yet") for problem in problems)
+
+
+def test_listed_clips_reports_missing_lists_bad_rows_and_repeats(tmp_path: Path) -> None:
+    """The id-list loop the YouTube readers share: first listing wins, the rest are Problems."""
+    recipe = load_recipe(DATASETS / "audiocaps.yaml")
+    first, second = "-aBcDeFgH_1", "Zyx987_-AbC"
+    train, val = id_list_path(tmp_path, recipe, "train"), id_list_path(tmp_path, recipe, "val")
+    for path, rows in (
+        (train, [f"1,{first},0,a whoosh", f"2,{second},1,a knock", f"3,{second},1,again", "4,not an id,0,broken"]),
+        (val, [f"5,{first},0.0,the train clip again"]),
+    ):
+        path.parent.mkdir(parents=True)
+        path.write_text("audiocap_id,youtube_id,start_time,caption\n" + "\n".join(rows) + "\n")
+    clips, parts = ClipIndex(tmp_path, keep_video=False), ["train", "val", "test"]  # test.csv is absent
+
+    items = list(listed_clips(tmp_path, recipe, parts, clips))
+    listed = [item for item in items if isinstance(item, ListedClip)]
+    assert [(item.part, item.row, item.clip.key, item.fields["caption"]) for item in listed] == [
+        ("train", 1, f"{first}_0", "a whoosh"),
+        ("train", 2, f"{second}_1000", "a knock"),
+    ]
+    assert [(problem.key, problem.reason) for problem in items if isinstance(problem, Problem)] == [
+        (f"{second}_1000", "train.csv: row 3: clip listed twice"),
+        (None, "train.csv: row 4: 'not an id' is not a YouTube video id"),
+        (f"{first}_0", "val.csv: row 1: clip listed twice"),
+        (None, "id list of part 'test' is missing (run the download stage)"),
+    ]
+
+    quiet = list(listed_clips(tmp_path, recipe, parts, clips, list_name="segment list", report_duplicates=False))
+    assert [item.clip.key for item in quiet if isinstance(item, ListedClip)] == [f"{first}_0", f"{second}_1000"]
+    assert [problem.reason for problem in quiet if isinstance(problem, Problem)] == [
+        "train.csv: row 4: 'not an id' is not a YouTube video id",
+        "segment list of part 'test' is missing (run the download stage)",
+    ]

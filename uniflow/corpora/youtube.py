@@ -563,3 +563,60 @@ def id_list_path(corpus_dir: str | Path, recipe: Recipe, part_name: str) -> Path
 def split_of_parts(recipe: Recipe) -> dict[str, str]:
     """Part name -> split, from the recipe's ``splits``."""
     return {part: split for split, parts in recipe.splits.items() for part in parts}
+
+
+@dataclass(frozen=True, slots=True)
+class ListedClip:
+    """A valid id-list row at the first listing of its clip."""
+
+    part: str  # the id-list part that lists it
+    path: Path  # that part's id list
+    row: int  # data row number in the list
+    fields: dict[str, str]
+    clip: ClipRequest
+
+
+def id_list_rows(
+    corpus_dir: str | Path, recipe: Recipe, part_name: str, *, list_name: str = "id list"
+) -> Iterator[ClipRow | Problem]:
+    """The valid rows of one id-list part; a missing list and every invalid row are Problems."""
+    source = recipe.source
+    assert isinstance(source, YoutubeSource), f"{recipe.name}: id lists belong to a youtube source"
+    path = id_list_path(corpus_dir, recipe, part_name)
+    if not path.is_file():
+        yield Problem(path, f"{list_name} of part {part_name!r} is missing (run the download stage)")
+        return
+    for row in read_clip_rows(path, source):
+        yield row if row.clip is not None else Problem(path, row.error or "invalid row")
+
+
+def listed_clips(
+    corpus_dir: str | Path,
+    recipe: Recipe,
+    part_names: Iterable[str],
+    clips: ClipIndex,
+    *,
+    list_name: str = "id list",
+    report_duplicates: bool = True,
+) -> Iterator[ListedClip | Problem]:
+    """Every clip the named id-list parts list, in part and row order, each key once.
+
+    A missing list and an invalid row are Problems. The first listing of a clip wins; a later one
+    is a Problem, or is dropped silently when ``report_duplicates`` is false. Whether the clip's
+    files are on disk is left to the reader (``clips.problem``), after its own row checks.
+    """
+    seen: set[str] = set()
+    for part_name in part_names:
+        path = id_list_path(corpus_dir, recipe, part_name)
+        for row in id_list_rows(corpus_dir, recipe, part_name, list_name=list_name):
+            if isinstance(row, Problem):
+                yield row
+                continue
+            assert row.clip is not None  # id_list_rows turns rows without a clip into Problems
+            key = row.clip.key
+            if key in seen:
+                if report_duplicates:
+                    yield Problem(clips.audio(key), f"{path.name}: row {row.row}: clip listed twice", key)
+                continue
+            seen.add(key)
+            yield ListedClip(part_name, path, row.row, row.fields, row.clip)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from uniflow.corpora.entry import Entry, Problem
 from uniflow.corpora.recipe import Recipe, YoutubeSource
-from uniflow.corpora.youtube import ClipIndex, id_list_path, read_clip_rows
+from uniflow.corpora.youtube import ClipIndex, id_list_rows
 
 # Evaluation splits first: a clip listed twice stays out of training.
 SPLIT_PRIORITY = ("test", "valid", "train")
@@ -27,14 +27,10 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
     seen: dict[str, str] = {}
     for split in SPLIT_PRIORITY:
         for part_name in recipe.splits.get(split, []):
-            path = id_list_path(corpus_dir, recipe, part_name)
-            if not path.is_file():
-                yield Problem(path, f"id list of part {part_name!r} is missing (run the download stage)")
-                continue
             grouped: dict[str, dict] = {}
-            for row in read_clip_rows(path, source):
-                if row.clip is None:
-                    yield Problem(path, row.error or "invalid row")
+            for row in id_list_rows(corpus_dir, recipe, part_name):
+                if isinstance(row, Problem):
+                    yield row
                     continue
                 clip = grouped.setdefault(
                     row.clip.key, {"clip": row.clip, "captions": [], "ids": []}

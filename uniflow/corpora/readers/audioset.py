@@ -14,7 +14,7 @@ from pathlib import Path
 
 from uniflow.corpora.entry import Entry, Problem
 from uniflow.corpora.recipe import Recipe, YoutubeSource
-from uniflow.corpora.youtube import ClipIndex, id_list_path, read_clip_rows, split_of_parts
+from uniflow.corpora.youtube import ClipIndex, id_list_path, listed_clips, split_of_parts
 
 LABEL_PART = "class_labels_indices"
 
@@ -34,37 +34,31 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
         label_path = id_list_path(corpus_dir, recipe, LABEL_PART)
         if label_path.is_file():
             names = read_label_names(label_path)
-    seen: set[str] = set()
-    for part_name, split in split_of_parts(recipe).items():
-        path = id_list_path(corpus_dir, recipe, part_name)
-        if not path.is_file():
-            yield Problem(path, f"segment list of part {part_name!r} is missing (run the download stage)")
+    split_of = split_of_parts(recipe)
+    # A segment in two lists keeps its first (the recipe lists train first); no Problem for it.
+    listed = listed_clips(corpus_dir, recipe, split_of, clips, list_name="segment list", report_duplicates=False)
+    for item in listed:
+        if isinstance(item, Problem):
+            yield item
             continue
-        for row in read_clip_rows(path, source):
-            if row.clip is None:
-                yield Problem(path, row.error or "invalid row")
-                continue
-            key = row.clip.key
-            if key in seen:
-                continue  # a segment in two lists keeps its first (the recipe lists train first)
-            seen.add(key)
-            problem = clips.problem(key)
-            if problem is not None:
-                yield problem
-                continue
-            labels = [label.strip() for label in row.fields.get("positive_labels", "").split(",") if label.strip()]
-            label_names = [names[label] for label in labels if label in names]
-            yield Entry(
-                key=key,
-                split=split,
-                audio=clips.audio(key),
-                subset=part_name,
-                caption="; ".join(label_names) if label_names else None,
-                extra={
-                    "labels": labels,
-                    "label_names": label_names,
-                    "youtube_id": row.clip.video_id,
-                    "start_seconds": row.clip.start,
-                    "end_seconds": row.clip.end,
-                },
-            )
+        key = item.clip.key
+        problem = clips.problem(key)
+        if problem is not None:
+            yield problem
+            continue
+        labels = [label.strip() for label in item.fields.get("positive_labels", "").split(",") if label.strip()]
+        label_names = [names[label] for label in labels if label in names]
+        yield Entry(
+            key=key,
+            split=split_of[item.part],
+            audio=clips.audio(key),
+            subset=item.part,
+            caption="; ".join(label_names) if label_names else None,
+            extra={
+                "labels": labels,
+                "label_names": label_names,
+                "youtube_id": item.clip.video_id,
+                "start_seconds": item.clip.start,
+                "end_seconds": item.clip.end,
+            },
+        )

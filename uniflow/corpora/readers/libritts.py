@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from uniflow.corpora.entry import Entry, Problem
+from uniflow.corpora.readers._folders import subfolders
 from uniflow.corpora.recipe import Recipe
 
 # Recordings of the release known to be broken; skipped with a Problem, as other LibriTTS recipes do.
@@ -39,9 +40,9 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
             if not subset_dir.is_dir():
                 yield Problem(subset_dir, f"part {part} of split {split} is not extracted")
                 continue
-            for speaker in _subfolders(str(subset_dir)):
+            for speaker in subfolders(str(subset_dir)):
                 speaker_dir = os.path.join(subset_dir, speaker)
-                for chapter in _subfolders(speaker_dir):
+                for chapter in subfolders(speaker_dir):
                     yield from _chapter_entries(
                         os.path.join(speaker_dir, chapter), speaker, chapter, part, split, genders.get(speaker)
                     )
@@ -63,11 +64,6 @@ def speaker_genders(parts_dir: Path, part_names: list[str]) -> dict[str, str]:
             rows = (line.split("|") for line in legacy.read_text(encoding="utf-8").splitlines() if not line.startswith(";"))
             return {row[0].strip(): _GENDERS[row[1].strip()] for row in rows if len(row) > 1 and row[1].strip() in _GENDERS}
     return {}
-
-
-def _subfolders(path: str) -> list[str]:
-    with os.scandir(path) as listing:
-        return sorted(item.name for item in listing if item.is_dir() and not item.name.startswith("."))
 
 
 def _chapter_entries(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from uniflow.corpora.entry import Entry, Problem
+from uniflow.corpora.readers._folders import raw_relative, subfolders
 from uniflow.corpora.recipe import Recipe
 
 RELEASE = "moisesdb_v0.1"
@@ -40,9 +41,7 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
             yield Problem(part_dir, f"part {part.name}: no {RELEASE}/ folder (part not extracted?)")
             continue
         split = _split_of(recipe, part.name)
-        with os.scandir(release) as listing:
-            songs = sorted(item.name for item in listing if item.is_dir() and not item.name.startswith("."))
-        for song in songs:
+        for song in subfolders(release):
             yield _song_entry(release / song, split, part.name, corpus_dir.parent)
 
 
@@ -76,7 +75,7 @@ def _song_entry(song_dir: Path, split: str, part: str, raw_root: Path) -> Entry 
         for track_path, track_type, has_bleed in tracks:
             files.append(track_path)
             sources.setdefault(name, []).append(
-                {"path": _relative(track_path, raw_root), "track_type": track_type, "has_bleed": has_bleed}
+                {"path": raw_relative(track_path, raw_root), "track_type": track_type, "has_bleed": has_bleed}
             )
     if not files:
         return Problem(data_path, "data.json lists no source recording", key)
@@ -131,13 +130,6 @@ def _present_files(folders: set[Path]) -> set[Path]:
         except OSError:
             continue
     return present
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def _split_of(recipe: Recipe, part_name: str) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from uniflow.corpora.entry import Entry, Problem
+from uniflow.corpora.readers._folders import subfolders
 from uniflow.corpora.recipe import Recipe
 
 CATEGORIES = ("music", "speech", "noise")
@@ -42,7 +43,7 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
             if not category_dir.is_dir():
                 yield Problem(category_dir, f"category folder {category}/ is missing")
                 continue
-            for source in _subfolders(category_dir):
+            for source in subfolders(category_dir):
                 yield from _source_entries(category_dir / source, category, source, split, part.name)
 
 
@@ -129,8 +130,3 @@ def _noise_annotations(path: Path, recordings: set[str]) -> Iterator[dict[str, d
             yield Problem(path, f"line {number}: background noise {line}.wav is not in {path.parent.name}/", line)
             continue
         yield {line: {"background": True}}
-
-
-def _subfolders(path: Path) -> list[str]:
-    with os.scandir(path) as listing:
-        return sorted(item.name for item in listing if item.is_dir() and not item.name.startswith("."))

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from uniflow.corpora.entry import Entry, Problem
+from uniflow.corpora.readers._folders import raw_relative, subfolders
 from uniflow.corpora.recipe import Recipe
 
 FOLDERS = {"train": "train", "test": "test"}
@@ -40,7 +41,7 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
                 yield Problem(root / folder, f"{folder}/ folder is missing")
                 continue
             seen: dict[str, str] = {}
-            for track in _subfolders(root / folder):
+            for track in subfolders(root / folder):
                 yield _track_entry(root / folder / track, folder, split, part.name, corpus_dir.parent, seen)
 
 
@@ -54,9 +55,9 @@ def find_root(part_dir: Path) -> Path | None:
     if any((part_dir / folder).is_dir() for folder in FOLDERS):
         return part_dir
     if part_dir.is_dir():
-        subfolders = _subfolders(part_dir)
-        if len(subfolders) == 1 and any((part_dir / subfolders[0] / folder).is_dir() for folder in FOLDERS):
-            return part_dir / subfolders[0]
+        children = subfolders(part_dir)
+        if len(children) == 1 and any((part_dir / children[0] / folder).is_dir() for folder in FOLDERS):
+            return part_dir / children[0]
     return None
 
 
@@ -74,7 +75,7 @@ def _track_entry(
         return Problem(track_dir, f"track {track!r} has the same key {key!r} as {seen[key]!r}", key)
     seen[key] = track
     artist, _, title = track.partition(" - ")
-    stems = {name: _relative(track_dir / f"{name}.wav", raw_root) for name in STEMS}
+    stems = {name: raw_relative(track_dir / f"{name}.wav", raw_root) for name in STEMS}
     return Entry(
         key=key,
         split=split,
@@ -82,15 +83,3 @@ def _track_entry(
         subset=part,
         extra={"track": track, "artist": artist.strip(), "title": title.strip(), "stems": stems},
     )
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def _subfolders(path: Path) -> list[str]:
-    with os.scandir(path) as listing:
-        return sorted(item.name for item in listing if item.is_dir() and not item.name.startswith("."))

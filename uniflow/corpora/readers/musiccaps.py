@@ -13,7 +13,7 @@ from pathlib import Path
 
 from uniflow.corpora.entry import Entry, Problem
 from uniflow.corpora.recipe import Recipe, YoutubeSource
-from uniflow.corpora.youtube import ClipIndex, id_list_path, read_clip_rows, split_of_parts
+from uniflow.corpora.youtube import ClipIndex, listed_clips, split_of_parts
 
 
 def _aspects(text: str) -> list[str] | None:
@@ -32,43 +32,33 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
     assert isinstance(source, YoutubeSource), f"{recipe.name}: the musiccaps reader needs a youtube source"
     clips = ClipIndex(corpus_dir, source.keep_video)
     splits = split_of_parts(recipe)
-    seen: set[str] = set()
-    for part in source.id_lists:
-        path = id_list_path(corpus_dir, recipe, part.name)
-        if not path.is_file():
-            yield Problem(path, f"id list of part {part.name!r} is missing (run the download stage)")
+    for item in listed_clips(corpus_dir, recipe, [part.name for part in source.id_lists], clips):
+        if isinstance(item, Problem):
+            yield item
             continue
-        for row in read_clip_rows(path, source):
-            if row.clip is None:
-                yield Problem(path, row.error or "invalid row")
-                continue
-            key = row.clip.key
-            if key in seen:
-                yield Problem(clips.audio(key), f"{path.name}: row {row.row}: clip listed twice", key)
-                continue
-            seen.add(key)
-            aspects = _aspects(row.fields.get("aspect_list", ""))
-            if aspects is None:
-                reason = f"{path.name}: row {row.row}: aspect_list is not a list of strings"
-                yield Problem(clips.audio(key), reason, key)
-                continue
-            problem = clips.problem(key)
-            if problem is not None:
-                yield problem
-                continue
-            labels = row.fields.get("audioset_positive_labels", "")
-            yield Entry(
-                key=key,
-                split=splits.get(part.name, "test"),
-                audio=clips.audio(key),
-                caption=row.fields.get("caption") or None,
-                extra={
-                    "aspects": aspects,
-                    "audioset_labels": [label for label in labels.split(",") if label],
-                    "author_id": row.fields.get("author_id"),
-                    "is_balanced_subset": row.fields.get("is_balanced_subset") == "True",
-                    "is_audioset_eval": row.fields.get("is_audioset_eval") == "True",
-                    "youtube_id": row.clip.video_id,
-                    "start_seconds": row.clip.start,
-                },
-            )
+        key = item.clip.key
+        aspects = _aspects(item.fields.get("aspect_list", ""))
+        if aspects is None:
+            reason = f"{item.path.name}: row {item.row}: aspect_list is not a list of strings"
+            yield Problem(clips.audio(key), reason, key)
+            continue
+        problem = clips.problem(key)
+        if problem is not None:
+            yield problem
+            continue
+        labels = item.fields.get("audioset_positive_labels", "")
+        yield Entry(
+            key=key,
+            split=splits.get(item.part, "test"),
+            audio=clips.audio(key),
+            caption=item.fields.get("caption") or None,
+            extra={
+                "aspects": aspects,
+                "audioset_labels": [label for label in labels.split(",") if label],
+                "author_id": item.fields.get("author_id"),
+                "is_balanced_subset": item.fields.get("is_balanced_subset") == "True",
+                "is_audioset_eval": item.fields.get("is_audioset_eval") == "True",
+                "youtube_id": item.clip.video_id,
+                "start_seconds": item.clip.start,
+            },
+        )

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from uniflow.corpora.entry import Entry, Problem
+from uniflow.corpora.readers._folders import top_folder_candidates
 from uniflow.corpora.recipe import Recipe
 
 GENDER_FOLDERS: dict[str, str] = {"ManRaw": "male", "WomanRaw": "female"}
@@ -25,7 +26,7 @@ _UNSAFE_KEY = re.compile(r"[.\s]+")
 
 def find_root(part_dir: Path) -> Path | None:
     """The folder holding ManRaw/ and WomanRaw/: the part itself or its top folder."""
-    candidates = [part_dir] + (sorted(p for p in part_dir.iterdir() if p.is_dir()) if part_dir.is_dir() else [])
+    candidates = top_folder_candidates(part_dir)
     return next((c for c in candidates if any((c / name).is_dir() for name in GENDER_FOLDERS)), None)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from uniflow.corpora.entry import Entry, Problem
+from uniflow.corpora.readers._folders import top_folder_candidates
 from uniflow.corpora.recipe import Recipe
 
 _WAV_SUFFIX = "_wf0.wav"
@@ -24,7 +25,7 @@ _UNSAFE_KEY = re.compile(r"[.\s]+")
 
 def song_folders(part_dir: Path) -> list[Path]:
     """The ``popcs-<Song>`` folders, whether the part holds them directly or in one top folder."""
-    for base in [part_dir] + (sorted(p for p in part_dir.iterdir() if p.is_dir()) if part_dir.is_dir() else []):
+    for base in top_folder_candidates(part_dir):
         with os.scandir(base) as listing:
             songs = sorted(Path(item.path) for item in listing if item.is_dir() and item.name.startswith("popcs-"))
         if songs:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from uniflow.corpora.entry import Entry, Problem
+from uniflow.corpora.readers._folders import subfolders
 from uniflow.corpora.recipe import Recipe
 
 # mic2 (Sennheiser MKH 800) is wide-band; mic1 (DPA 4035) carries very low-frequency noise.
@@ -41,7 +42,7 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
             continue
         speakers = speaker_info(root / "speaker-info.txt")
         audio_root = root / AUDIO_FOLDER
-        for speaker in _subfolders(audio_root):
+        for speaker in subfolders(audio_root):
             subset = TEST_SUBSET if speaker in SR_TEST_SPEAKERS else TRAIN_SUBSET
             split = split_of_subset.get(subset)
             if split is None:
@@ -54,7 +55,7 @@ def corpus_root(part_dir: Path) -> Path | None:
     if (part_dir / AUDIO_FOLDER).is_dir():
         return part_dir
     if part_dir.is_dir():
-        for child in _subfolders(part_dir):
+        for child in subfolders(part_dir):
             if (part_dir / child / AUDIO_FOLDER).is_dir():
                 return part_dir / child
     return None
@@ -78,11 +79,6 @@ def speaker_info(path: Path) -> dict[str, dict[str, str]]:
             record["region"] = " ".join(fields[4:])
         info[speaker] = record
     return info
-
-
-def _subfolders(path: Path) -> list[str]:
-    with os.scandir(path) as listing:
-        return sorted(item.name for item in listing if item.is_dir() and not item.name.startswith("."))
 
 
 def _speaker_entries(root: Path, speaker: str, split: str, subset: str, info: dict[str, str]) -> Iterator[Entry | Problem]:

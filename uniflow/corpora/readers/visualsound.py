@@ -14,7 +14,7 @@ from pathlib import Path
 
 from uniflow.corpora.entry import Entry, Problem
 from uniflow.corpora.recipe import Recipe, YoutubeSource
-from uniflow.corpora.youtube import ClipIndex, clip_key, id_list_path, is_clip_list, read_clip_rows
+from uniflow.corpora.youtube import ClipIndex, clip_key, id_list_path, is_clip_list, listed_clips
 
 _CSV_SPLITS = {"train": "train", "test": "test", "validation": "valid", "val": "valid"}
 
@@ -51,40 +51,36 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
             except ValueError:
                 yield Problem(path, "split file lines must look like <youtube id>_<start ms>_<end ms>")
 
-    lists = [id_list_path(corpus_dir, recipe, part.name) for part in source.id_lists]
-    lists = [path for path in lists if is_clip_list(path, source)]
+    # The split files sit beside the csv as parts of their own but list no clips: skip them here.
+    lists = [
+        part.name for part in source.id_lists if is_clip_list(id_list_path(corpus_dir, recipe, part.name), source)
+    ]
     if not lists:
         yield Problem(Path(corpus_dir) / "parts", "visualsound.csv is missing (run the download stage)")
-    seen: set[str] = set()
-    for path in lists:
-        for row in read_clip_rows(path, source):
-            if row.clip is None:
-                yield Problem(path, row.error or "invalid row")
-                continue
-            key = row.clip.key
-            if key in seen:
-                yield Problem(clips.audio(key), f"{path.name}: row {row.row}: clip listed twice", key)
-                continue
-            seen.add(key)
-            split = split_of.get(key) or _CSV_SPLITS.get(row.fields.get("split", ""))
-            if split is None:
-                yield Problem(clips.audio(key), f"{path.name}: row {row.row}: no split file lists it and split "
-                              f"{row.fields.get('split')!r} is unknown", key)
-                continue
-            problem = clips.problem(key)
-            if problem is not None:
-                yield problem
-                continue
-            end_ms = int(round(row.clip.end * 1000))
-            yield Entry(
-                key=key,
-                split=split,
-                audio=clips.audio(key),
-                video=clips.video(key),
-                extra={
-                    "label": row.fields.get("desc"),
-                    "vggsound_id": segment_of.get(key, f"{key}_{end_ms}"),
-                    "youtube_id": row.clip.video_id,
-                    "start_seconds": row.clip.start,
-                },
-            )
+    for item in listed_clips(corpus_dir, recipe, lists, clips):
+        if isinstance(item, Problem):
+            yield item
+            continue
+        key = item.clip.key
+        split = split_of.get(key) or _CSV_SPLITS.get(item.fields.get("split", ""))
+        if split is None:
+            yield Problem(clips.audio(key), f"{item.path.name}: row {item.row}: no split file lists it and split "
+                          f"{item.fields.get('split')!r} is unknown", key)
+            continue
+        problem = clips.problem(key)
+        if problem is not None:
+            yield problem
+            continue
+        end_ms = int(round(item.clip.end * 1000))
+        yield Entry(
+            key=key,
+            split=split,
+            audio=clips.audio(key),
+            video=clips.video(key),
+            extra={
+                "label": item.fields.get("desc"),
+                "vggsound_id": segment_of.get(key, f"{key}_{end_ms}"),
+                "youtube_id": item.clip.video_id,
+                "start_seconds": item.clip.start,
+            },
+        )
