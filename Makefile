@@ -1,5 +1,5 @@
 # Two commands on a fresh machine (see README):  make demo   |   make test
-.PHONY: setup demo test bench clean-demo
+.PHONY: setup demo test lint bench clean-demo
 
 STAMP := .venv/.installed
 
@@ -19,3 +19,6 @@ bench: $(STAMP)
 
 clean-demo:
 	rm -rf data/demo data/mirror
+
+lint: $(STAMP)
+	.venv/bin/ruff check uniflow flows tests benchmarks

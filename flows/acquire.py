@@ -44,21 +44,21 @@ def _select(recipes: dict[str, Recipe], corpora: list[str] | None) -> list[Recip
 
 
 @task(retries=2, retry_delay_seconds=[10, 60], task_run_name="download {recipe.name}/{part_name}")
-def download_part(profile: str, recipe: Recipe, part_name: str) -> PartResult:
+def download_part(profile: str, recipe: Recipe, part_name: str, progress: bool = False) -> PartResult:
     """Download, verify and extract one part; a missing manual file is a result, not a failure."""
     storage = Storage.from_file(profile)
     part = next(p for p in recipe.parts if p.name == part_name)
     try:
-        return acquire_part(storage, recipe, part, progress=False)
+        return acquire_part(storage, recipe, part, progress=progress)
     except ManualStepNeeded as exc:
         return PartResult(recipe.name, part.name, "manual", str(exc))
 
 
 @task(retries=1, retry_delay_seconds=30, task_run_name="collect {recipe.name}")
-def collect_remote(profile: str, recipe: Recipe) -> dict[str, Any] | PartResult:
+def collect_remote(profile: str, recipe: Recipe, progress: bool = False) -> dict[str, Any] | PartResult:
     """Fetch a corpus's Hugging Face snapshot or YouTube clips (a gated repo is a manual step)."""
     try:
-        return acquire_remote_collection(Storage.from_file(profile), recipe, progress=False)
+        return acquire_remote_collection(Storage.from_file(profile), recipe, progress=progress)
     except ManualStepNeeded as exc:
         return PartResult(recipe.name, "remote", "manual", str(exc))
 
@@ -117,8 +117,13 @@ def acquire_flow(
     download: bool = True,
     manifests: bool = True,
     num_workers: int = 1,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Acquire ``corpora`` (all recipes when empty) and write their manifests."""
+    """Acquire ``corpora`` (all recipes when empty) and write their manifests.
+
+    ``progress`` shows byte-level progress bars on the terminal (the CLI turns it on for a TTY);
+    the dashboard always gets the ``acquisition-progress`` artifact.
+    """
     logger = get_run_logger()
     recipes = load_recipes(datasets_dir)
     selected = _select(recipes, corpora)
@@ -129,7 +134,7 @@ def acquire_flow(
     if download:
         for recipe in selected:
             for part in recipe.parts:
-                part_futures[recipe.name].append(download_part.submit(profile, recipe, part.name))
+                part_futures[recipe.name].append(download_part.submit(profile, recipe, part.name, progress))
     all_parts = [future for futures in part_futures.values() for future in futures]
     progress_id = create_progress_artifact(0.0, key="acquisition-progress", description="Parts downloaded and extracted")
     results: list[PartResult] = []
@@ -148,7 +153,7 @@ def acquire_flow(
     if download:
         for recipe in selected:
             if recipe.name not in blocked and not isinstance(recipe.source, (HttpSource, ManualSource)):
-                remote[recipe.name] = collect_remote.submit(profile, recipe)
+                remote[recipe.name] = collect_remote.submit(profile, recipe, progress)
     for name, future in remote.items():
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, PartResult):
@@ -164,7 +169,7 @@ def acquire_flow(
     if manifests:
         ready = [r for r in selected if r.name not in blocked and all(part_is_complete(storage, r, p) for p in r.parts)]
         manifest_futures = [write_manifests.submit(profile, recipe, num_workers) for recipe in ready]
-        for recipe, future in zip(ready, manifest_futures):
+        for recipe, future in zip(ready, manifest_futures, strict=True):
             outcome = future.result(raise_on_failure=False)
             if isinstance(outcome, ManifestSummary):
                 summaries.append(outcome)

@@ -46,7 +46,7 @@ class _State:
 
 class _FaultHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_FaultHTTPServer"
+    server: _FaultHTTPServer
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - base class signature
         pass

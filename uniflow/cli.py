@@ -44,8 +44,8 @@ def _run_acquire(corpora: list[str] | None, profile: str, datasets: str, downloa
     from flows.acquire import acquire_flow
 
     try:
-        return acquire_flow(corpora=corpora or None, profile=profile, datasets_dir=datasets,
-                            download=download, manifests=manifests, num_workers=workers)
+        return acquire_flow(corpora=corpora or None, profile=profile, datasets_dir=datasets, download=download,
+                            manifests=manifests, num_workers=workers, progress=sys.stderr.isatty())
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
         raise

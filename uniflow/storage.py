@@ -103,7 +103,7 @@ class Storage:
         self.mirror_url = expand_env(profile.mirror_url, f"{source}: mirror_url") if profile.mirror_url else None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Storage":
+    def from_file(cls, path: str | Path) -> Storage:
         return cls(load_yaml(path, StorageProfile), str(path))
 
     # -- addressing -----------------------------------------------------------------------------

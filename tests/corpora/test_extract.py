@@ -17,7 +17,7 @@ from uniflow.corpora.extract import ArchiveError, UnsafeArchiveError, detect_arc
 TREE = {
     "LibriTTS/train-clean-100/19/198/19_198_000000_000000.wav": os.urandom(40_000),
     "LibriTTS/train-clean-100/19/198/19_198_000000_000000.normalized.txt": b"Northanger Abbey.\n",
-    "LibriTTS/train-clean-100/19/198/19_198.trans.tsv": "19_198_000000_000000\tNorthanger\tNorthanger\n".encode(),
+    "LibriTTS/train-clean-100/19/198/19_198.trans.tsv": b"19_198_000000_000000\tNorthanger\tNorthanger\n",
     "LibriTTS/SPEAKERS.txt": "; naïve header ünïcode\n".encode(),
 }
 

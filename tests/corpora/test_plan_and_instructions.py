@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from support import DATASETS
 from uniflow.config import ConfigError
 from uniflow.corpora.instructions import load_instructions
-from uniflow.corpora.recipe import TASKS, Plan, Recipe, load_plan, load_recipes
+from uniflow.corpora.recipe import TASKS, Plan, Recipe, load_plan
 
-DATASETS = Path(__file__).resolve().parents[2] / "datasets"
 PLAN_PATH = DATASETS / "plan.yaml"
 INSTRUCTIONS_PATH = DATASETS / "instructions.yaml"
 
@@ -27,27 +27,9 @@ PAPER_TASK_HOURS = {"tts": 555, "svs": 30, "t2a": 253, "t2m": 5789, "se": 460 + 
                     "sr": 85 + 47 + 26 + 158, "v2a": 236}  # fmt: skip
 
 
-def minimal_recipe(name: str) -> Recipe:
-    """A valid recipe that only carries a name: load_plan needs to know which corpora exist, nothing more."""
-    return Recipe.model_validate(
-        {
-            "name": name,
-            "title": name,
-            "homepage": "https://example.org",
-            "license": "test",
-            "source": {"kind": "manual", "reason": "-", "steps": ["-"], "parts": [{"name": "a", "filename": "a"}]},
-            "tasks": ["vae"],
-        }
-    )
-
-
-@pytest.fixture(scope="module")
-def recipes() -> dict[str, Recipe]:
-    return {name: minimal_recipe(name) for name in CORPORA}
-
-
 @pytest.fixture(scope="module")
 def plan(recipes: dict[str, Recipe]) -> Plan:
+    """The shipped plan, checked against the shipped recipes (the ``recipes`` fixture of conftest.py)."""
     return load_plan(PLAN_PATH, recipes)
 
 
@@ -163,11 +145,10 @@ def test_instructions_empty_or_repeated_fail_naming_task_and_index(tmp_path: Pat
     assert f"{bad}: t2m: Value error, instruction [7] repeats instruction [2]" in message
 
 
-def test_real_recipes_and_plan_load_together() -> None:
+def test_real_recipes_and_plan_load_together(recipes: dict[str, Recipe]) -> None:
     missing = [name for name in CORPORA if not (DATASETS / f"{name}.yaml").is_file()]
     if missing:
         pytest.skip(f"recipe files not written yet: {', '.join(f'datasets/{name}.yaml' for name in missing)}")
-    recipes = load_recipes(DATASETS)
     plan = load_plan(PLAN_PATH, recipes)
     # Each training source's recipe must say it feeds that task, with the hours the plan gives.
     for task, task_plan in plan.tasks.items():

@@ -37,7 +37,7 @@ def test_sound_events_start_on_the_frames_where_the_picture_changes(tmp_path: Pa
     assert pictures == pytest.approx([event.time for event in events], abs=1e-9)
     # ... and every sound starts within two frames of it (AAC, envelopes of soft onsets).
     assert len(sounds) == len(pictures)
-    for picture, sound in zip(pictures, sounds):
+    for picture, sound in zip(pictures, sounds, strict=True):
         assert abs(sound - picture) <= 2 / FPS, (pictures, sounds)
 
 

@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +197,7 @@ def _write_marker(dest: Path, url: str, actual: dict[str, Any], origin: str) -> 
         "size": actual["size"],
         "sha256": actual["sha256"],
         **({"md5": actual["md5"]} if "md5" in actual else {}),
-        "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "completed_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "origin": origin,
     }
     with atomic_write(completion_marker(dest), mode="w") as handle:
@@ -250,8 +250,8 @@ def _retry_after_seconds(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _strong_validator(response: httpx.Response) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, overload
 
 from pydantic import Field, field_validator, model_validator
 
@@ -49,7 +49,7 @@ class Part(StrictModel):
         return value.lower() if value else value
 
     @model_validator(mode="after")
-    def _has_filename(self) -> "Part":
+    def _has_filename(self) -> Part:
         if self.filename is None and self.url is None:
             raise ValueError("a part without url needs a filename")
         return self
@@ -158,6 +158,28 @@ class Recipe(StrictModel):
         if isinstance(source, YoutubeSource):
             return list(source.id_lists)
         return []
+
+    def split_of_parts(self) -> dict[str, str]:
+        """Part (or corpus-defined subset) name -> split, from ``splits``.
+
+        A name two splits list keeps the first of them (in ``splits`` order); such recipes
+        (one archive holding train and test) leave the split to their reader's own layout rules.
+        """
+        split_of: dict[str, str] = {}
+        for split, names in self.splits.items():
+            for name in names:
+                split_of.setdefault(name, split)
+        return split_of
+
+    @overload
+    def split_of(self, part: str) -> str | None: ...
+
+    @overload
+    def split_of(self, part: str, default: str) -> str: ...
+
+    def split_of(self, part: str, default: str | None = None) -> str | None:
+        """The split ``splits`` gives a part (the first that lists it), else ``default``."""
+        return self.split_of_parts().get(part, default)
 
 
 class TaskSource(StrictModel):

@@ -148,7 +148,7 @@ def read_clip_rows(path: str | Path, source: YoutubeSource) -> Iterator[ClipRow]
     start_index = names.index(source.start_column) if source.start_column else None
     end_index = names.index(source.end_column) if source.end_column and source.end_column in names else None
     for number, values in enumerate(rows, 1):
-        fields = {name: value.strip() for name, value in zip(names, values)}
+        fields = {name: value.strip() for name, value in zip(names, values, strict=False)}
         if len(values) < len(names):
             reason = f"{path.name}: row {number}: {len(values)} columns, expected {len(names)}"
             yield ClipRow(number, fields, None, reason)
@@ -558,11 +558,6 @@ def id_list_path(corpus_dir: str | Path, recipe: Recipe, part_name: str) -> Path
         if part.name == part_name:
             return Path(corpus_dir) / "parts" / part.name / part.local_name
     raise KeyError(f"recipe {recipe.name} has no part named {part_name!r}")
-
-
-def split_of_parts(recipe: Recipe) -> dict[str, str]:
-    """Part name -> split, from the recipe's ``splits``."""
-    return {part: split for split, parts in recipe.splits.items() for part in parts}
 
 
 @dataclass(frozen=True, slots=True)

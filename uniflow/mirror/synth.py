@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import soundfile as sf
@@ -48,7 +48,7 @@ class SynthesizerMissing(RuntimeError):
     """espeak-ng or flite is not installed (apt-get install espeak-ng flite)."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _engine_path(engine: str) -> str:
     path = shutil.which(engine)
     if path is None:

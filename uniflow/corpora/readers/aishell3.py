@@ -28,7 +28,6 @@ _GENDERS = {"female": "female", "male": "male", "f": "female", "m": "male"}
 
 def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
     """Every utterance of the corpus subsets (train/, test/) that a split names."""
-    split_of_subset = {subset: split for split, subsets in recipe.splits.items() for subset in subsets}
     for part in recipe.parts:
         part_dir = Path(corpus_dir) / "parts" / part.name
         root = corpus_root(part_dir)
@@ -37,7 +36,7 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
             continue
         genders = speaker_genders(root / "spk-info.txt")
         for subset in SUBSETS:
-            split = split_of_subset.get(subset)
+            split = recipe.split_of(subset)
             if split is not None:
                 yield from _subset_entries(root / subset, subset, split, genders)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from uniflow.corpora.entry import Entry, Problem
 from uniflow.corpora.recipe import Recipe, YoutubeSource
-from uniflow.corpora.youtube import ClipIndex, id_list_path, listed_clips, split_of_parts
+from uniflow.corpora.youtube import ClipIndex, id_list_path, listed_clips
 
 LABEL_PART = "class_labels_indices"
 
@@ -34,7 +34,7 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
         label_path = id_list_path(corpus_dir, recipe, LABEL_PART)
         if label_path.is_file():
             names = read_label_names(label_path)
-    split_of = split_of_parts(recipe)
+    split_of = recipe.split_of_parts()
     # A segment in two lists keeps its first (the recipe lists train first); no Problem for it.
     listed = listed_clips(corpus_dir, recipe, split_of, clips, list_name="segment list", report_duplicates=False)
     for item in listed:

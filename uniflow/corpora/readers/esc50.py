@@ -35,7 +35,7 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
         if not metadata.is_file():
             yield Problem(metadata, f"part {part.name}: meta/esc50.csv not found (part not extracted?)")
             continue
-        split = _split_of(recipe, part.name)
+        split = recipe.split_of(part.name, "test")
         audio_dir = root / "audio"
         present = _file_names(audio_dir)
         with open(metadata, newline="", encoding="utf-8-sig") as handle:
@@ -87,13 +87,6 @@ def _clip_entry(
             "take": values["take"],
         },
     )
-
-
-def _split_of(recipe: Recipe, part_name: str) -> str:
-    for split, parts in recipe.splits.items():
-        if part_name in parts:
-            return split
-    return "test"
 
 
 def _file_names(folder: Path) -> set[str]:

@@ -22,9 +22,8 @@ _AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".a
 
 def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
     """Every WAV of every speaker folder of the parts a split names."""
-    split_of_part = {part: split for split, parts in recipe.splits.items() for part in parts}
     for part in recipe.parts:
-        split = split_of_part.get(part.name)
+        split = recipe.split_of(part.name)
         if split is None:
             continue
         root = Path(corpus_dir) / "parts" / part.name / TOP_FOLDER

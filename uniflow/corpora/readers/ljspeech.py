@@ -23,9 +23,8 @@ TOP_FOLDER = "LJSpeech-1.1"
 
 def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
     """Every clip of the parts a split names (all of LJSpeech is one part, in train)."""
-    split_of_part = {part: split for split, parts in recipe.splits.items() for part in parts}
     for part in recipe.parts:
-        split = split_of_part.get(part.name)
+        split = recipe.split_of(part.name)
         if split is None:
             continue
         root = Path(corpus_dir) / "parts" / part.name / TOP_FOLDER

@@ -40,7 +40,7 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
         if release is None:
             yield Problem(part_dir, f"part {part.name}: no {RELEASE}/ folder (part not extracted?)")
             continue
-        split = _split_of(recipe, part.name)
+        split = recipe.split_of(part.name, "train")
         for song in subfolders(release):
             yield _song_entry(release / song, split, part.name, corpus_dir.parent)
 
@@ -130,10 +130,3 @@ def _present_files(folders: set[Path]) -> set[Path]:
         except OSError:
             continue
     return present
-
-
-def _split_of(recipe: Recipe, part_name: str) -> str:
-    for split, parts in recipe.splits.items():
-        if part_name in parts:
-            return split
-    return "train"

@@ -37,7 +37,7 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
         if not root.is_dir():
             yield Problem(root, f"part {part.name} is not extracted")
             continue
-        split = split_of(recipe, part.name)
+        split = recipe.split_of(part.name, "train")
         for category in CATEGORIES:
             category_dir = root / category
             if not category_dir.is_dir():
@@ -45,14 +45,6 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
                 continue
             for source in subfolders(category_dir):
                 yield from _source_entries(category_dir / source, category, source, split, part.name)
-
-
-def split_of(recipe: Recipe, part_name: str) -> str:
-    """The split ``recipe.splits`` assigns the part (train when none names it)."""
-    for split, parts in recipe.splits.items():
-        if part_name in parts:
-            return split
-    return "train"
 
 
 def _source_entries(folder: Path, category: str, source: str, split: str, part: str) -> Iterator[Entry | Problem]:

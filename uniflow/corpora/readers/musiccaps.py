@@ -13,7 +13,7 @@ from pathlib import Path
 
 from uniflow.corpora.entry import Entry, Problem
 from uniflow.corpora.recipe import Recipe, YoutubeSource
-from uniflow.corpora.youtube import ClipIndex, listed_clips, split_of_parts
+from uniflow.corpora.youtube import ClipIndex, listed_clips
 
 
 def _aspects(text: str) -> list[str] | None:
@@ -31,7 +31,7 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
     source = recipe.source
     assert isinstance(source, YoutubeSource), f"{recipe.name}: the musiccaps reader needs a youtube source"
     clips = ClipIndex(corpus_dir, source.keep_video)
-    splits = split_of_parts(recipe)
+    splits = recipe.split_of_parts()
     for item in listed_clips(corpus_dir, recipe, [part.name for part in source.id_lists], clips):
         if isinstance(item, Problem):
             yield item

@@ -48,7 +48,7 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
         if not top.is_dir():
             yield Problem(top, f"part {part.name} is not extracted")
             continue
-        state = _PartState(base=base, split=_split_of(recipe, part.name), part=part.name)
+        state = _PartState(base=base, split=recipe.split_of(part.name, "train"), part=part.name)
         for relative, kind, source, size in LISTS:
             list_file = _ListFile(path=top / relative, kind=kind, source=source, room_size=size)
             if not list_file.path.is_file():
@@ -87,7 +87,7 @@ class _PartState:
     split: str
     part: str
     seen: set[str] = field(default_factory=set)
-    listings: "_DirectoryListings" = field(default_factory=lambda: _DirectoryListings())
+    listings: _DirectoryListings = field(default_factory=lambda: _DirectoryListings())
 
 
 def _line_entry(line: str, number: int, list_file: _ListFile, state: _PartState) -> Entry | Problem:
@@ -153,13 +153,6 @@ class _DirectoryListings:
             except OSError:
                 self._names[folder] = set()
         return path.name in self._names[folder]
-
-
-def _split_of(recipe: Recipe, part_name: str) -> str:
-    for split, parts in recipe.splits.items():
-        if part_name in parts:
-            return split
-    return "train"
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:

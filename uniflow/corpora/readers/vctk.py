@@ -34,7 +34,7 @@ _GENDERS = {"F": "female", "M": "male"}
 
 def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
     """Every utterance of the speakers whose subset (train-speakers / sr-test-speakers) a split names."""
-    split_of_subset = {subset: split for split, subsets in recipe.splits.items() for subset in subsets}
+    split_of_subset = recipe.split_of_parts()
     for part in recipe.parts:
         root = corpus_root(Path(corpus_dir) / "parts" / part.name)
         if root is None:

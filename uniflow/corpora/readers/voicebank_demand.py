@@ -28,9 +28,8 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
     corpus folder), the same base as the manifest's ``audio`` field.
     """
     corpus_dir = Path(corpus_dir)
-    split_of_part = {part: split for split, parts in recipe.splits.items() for part in parts}
     for subset, clean, noisy, transcripts in SETS:
-        split = split_of_part.get(clean)
+        split = recipe.split_of(clean)
         if split is None:
             continue
         clean_dir = corpus_dir / "parts" / clean / clean
