@@ -24,6 +24,7 @@ from typing import Any
 from uniflow.corpora.entry import Entry, Problem
 from uniflow.corpora.probe import AudioProblem, probe_audio
 from uniflow.corpora.recipe import Recipe
+from uniflow.jsonl import encode_line, iter_jsonl_gz
 from uniflow.storage import Storage
 
 MANIFEST_VERSION = 1
@@ -159,7 +160,7 @@ class _ManifestWriter:
             self.buffers[split] = io.BytesIO()
             # mtime=0 keeps the bytes of a manifest identical across rebuilds of the same data.
             self.streams[split] = gzip.GzipFile(fileobj=self.buffers[split], mode="wb", compresslevel=6, mtime=0)
-        self.streams[split].write(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+        self.streams[split].write(encode_line(record))
 
     def finish(self) -> dict[str, bytes]:
         for stream in self.streams.values():
@@ -263,9 +264,8 @@ def _publish(
 
 def read_manifest(storage: Storage, corpus: str, split: str) -> Iterator[dict[str, Any]]:
     """Stream the records of one manifest."""
-    with storage.open("manifests", corpus, manifest_name(split)) as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            yield json.loads(line)
+    with storage.open("manifests", corpus, manifest_name(split)) as handle:
+        yield from iter_jsonl_gz(handle)
 
 
 def read_summary(storage: Storage, corpus: str) -> dict[str, Any] | None:

@@ -1,0 +1,1 @@
+"""Alignment: phone intervals from forced aligners, per-phone latent frame counts, singing scores."""
