@@ -122,6 +122,60 @@ def acquire(
     raise typer.Exit(_report(_run_acquire(corpora, profile, datasets, download=True, manifests=True, workers=workers)))
 
 
+@app.command()
+def align(
+    corpora: CorporaArgument = None,
+    profile: ProfileOption = "storage_config/local.yaml",
+    datasets: DatasetsOption = "datasets",
+    aligner: Annotated[str, typer.Option(help="auto (MFA when installed, else pocketsphinx), mfa or pocketsphinx.")] = "auto",
+    chunk_size: Annotated[int, typer.Option(help="Utterances per chunk (one task and one `mfa align` call each).")] = 200,
+    mfa_config: Annotated[Path | None, typer.Option(help="YAML with MFA settings (binary, models, jobs, beams).")] = None,
+    scores: Annotated[bool, typer.Option(help="Also convert the SVS corpora's singing scores.")] = True,
+) -> None:
+    """Align TTS corpora to phone frame counts (resumable chunks) and convert SVS scores."""
+    console.print(f"[dim]{configure_prefect()}[/dim]")
+    from flows.align import align_flow
+    from uniflow.align.mfa import MfaSettings
+    from uniflow.config import load_yaml
+
+    try:
+        settings = load_yaml(mfa_config, MfaSettings).model_dump_json() if mfa_config else None
+        outcome = align_flow(tts_corpora=corpora or None, svs_corpora=None if scores else [], profile=profile,
+                             datasets_dir=datasets, aligner=aligner, chunk_size=chunk_size, mfa_settings_json=settings)
+    except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
+        _fail(str(exc))
+    table = Table(title=f"Alignment ({outcome['aligner']}) and singing scores")
+    for column in ("corpus", "split", "done", "failed", "hours"):
+        table.add_column(column, justify="left" if column in ("corpus", "split") else "right")
+    for summary in outcome["alignments"]:
+        table.add_row(summary["corpus"], summary["split"], str(summary["aligned"]), str(summary["failed"]), f"{summary['hours_aligned']:.4f}")
+    for summary in outcome["scores"]:
+        table.add_row(summary["corpus"] + " (score)", summary["split"], str(summary["scores"]), str(summary["quarantined"]), f"{summary['hours']:.4f}")
+    console.print(table)
+    if outcome["missing"]:
+        console.print(f"[yellow]no manifests yet for {', '.join(outcome['missing'])}: run `uniflow acquire` first[/yellow]")
+
+
+@app.command()
+def doctor(mfa_config: Annotated[Path | None, typer.Option(help="YAML with MFA settings.")] = None) -> None:
+    """Check the external tools uniflow uses and say how to install what is missing."""
+    from uniflow.align.mfa import MfaSettings, check_mfa
+    from uniflow.config import load_yaml
+    from uniflow.doctor import check_environment
+
+    settings = load_yaml(mfa_config, MfaSettings) if mfa_config else MfaSettings()
+    checks = check_environment() + check_mfa(settings)
+    table = Table(title="uniflow doctor")
+    for column in ("check", "status", "detail", "how to fix"):
+        table.add_column(column)
+    for check in checks:
+        status = "[green]ok[/green]" if check.ok else "[red]missing[/red]"
+        table.add_row(check.name, status, check.detail, "" if check.ok else check.fix)
+    console.print(table)
+    required_missing = [check for check in checks if not check.ok and not check.name.startswith("mfa")]
+    raise typer.Exit(EXIT_FAILED if required_missing else 0)
+
+
 @mirror_app.command("build")
 def mirror_build(
     out: Annotated[Path, typer.Option(help="Mirror folder.")] = Path("data/mirror"),
