@@ -7,6 +7,10 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
+
+from uniflow.storage import ROLES, Storage, StorageProfile
+
 if TYPE_CHECKING:
     from uniflow.corpora.entry import Entry, Problem
     from uniflow.corpora.recipe import Recipe
@@ -17,8 +21,6 @@ DATASETS = PROJECT / "datasets"
 
 def make_storage(root: Path, mirror_url: str | None = None):
     """A storage whose roles all live under ``root``, optionally fetching from a mirror."""
-    from uniflow.storage import ROLES, Storage, StorageProfile
-
     return Storage(StorageProfile(name="test", roles={role: str(root / role) for role in ROLES}, mirror_url=mirror_url))
 
 
@@ -68,3 +70,26 @@ def by_key(entries: list[Entry]) -> dict[str, Entry]:
         assert entry.key not in found, f"duplicate key {entry.key}"
         found[entry.key] = entry
     return found
+
+
+def write_profile(root: Path, mirror_url: str | None) -> str:
+    """A storage profile YAML with every role under ``root`` (flows take profiles by path)."""
+    profile = {"name": "test", "roles": {role: str(root / role) for role in ROLES}}
+    if mirror_url:
+        profile["mirror_url"] = mirror_url
+    path = root / "profile.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return str(path)
+
+
+def latest_artifact(key: str) -> dict | None:
+    """The newest artifact with ``key``, read from the server's REST API."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    # Posted as JSON by hand: this Prefect client serialises omitted filters as null, which its server refuses.
+    body = {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1}
+    response = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body, timeout=30)
+    response.raise_for_status()
+    found = response.json()
+    return found[0] if found else None

@@ -32,6 +32,7 @@ CorporaArgument = Annotated[list[str] | None, typer.Argument(help="Corpus names 
 
 # Exit codes: 0 all done, 1 something failed, 3 a gated corpus waits for a manual step.
 EXIT_FAILED, EXIT_MANUAL = 1, 3
+DEMO_PROFILE = "storage_config/demo.yaml"
 
 
 def _fail(message: str) -> None:
@@ -122,6 +123,34 @@ def acquire(
     raise typer.Exit(_report(_run_acquire(corpora, profile, datasets, download=True, manifests=True, workers=workers)))
 
 
+def _run_align(corpora: list[str] | None, profile: str, datasets: str, aligner: str, chunk_size: int,
+               mfa_settings_json: str | None, scores: bool) -> dict[str, Any]:
+    console.print(f"[dim]{configure_prefect()}[/dim]")
+    from flows.align import align_flow
+
+    try:
+        return align_flow(tts_corpora=corpora or None, svs_corpora=None if scores else [], profile=profile,
+                          datasets_dir=datasets, aligner=aligner, chunk_size=chunk_size, mfa_settings_json=mfa_settings_json)
+    except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
+        _fail(str(exc))
+        raise
+
+
+def _report_alignment(outcome: dict[str, Any]) -> None:
+    table = Table(title=f"Alignment ({outcome['aligner']}) and singing scores")
+    for column in ("corpus", "split", "done", "failed", "hours"):
+        table.add_column(column, justify="left" if column in ("corpus", "split") else "right")
+    for summary in outcome["alignments"]:
+        table.add_row(summary["corpus"], summary["split"], str(summary["aligned"]), str(summary["failed"]),
+                      f"{summary['hours_aligned']:.4f}")
+    for summary in outcome["scores"]:
+        table.add_row(f"{summary['corpus']} (score)", summary["split"], str(summary["scores"]), str(summary["quarantined"]),
+                      f"{summary['hours']:.4f}")
+    console.print(table)
+    if outcome["missing"]:
+        console.print(f"[yellow]no manifests yet for {', '.join(outcome['missing'])}: run `uniflow acquire` first[/yellow]")
+
+
 @app.command()
 def align(
     corpora: CorporaArgument = None,
@@ -133,27 +162,14 @@ def align(
     scores: Annotated[bool, typer.Option(help="Also convert the SVS corpora's singing scores.")] = True,
 ) -> None:
     """Align TTS corpora to phone frame counts (resumable chunks) and convert SVS scores."""
-    console.print(f"[dim]{configure_prefect()}[/dim]")
-    from flows.align import align_flow
     from uniflow.align.mfa import MfaSettings
     from uniflow.config import load_yaml
 
     try:
         settings = load_yaml(mfa_config, MfaSettings).model_dump_json() if mfa_config else None
-        outcome = align_flow(tts_corpora=corpora or None, svs_corpora=None if scores else [], profile=profile,
-                             datasets_dir=datasets, aligner=aligner, chunk_size=chunk_size, mfa_settings_json=settings)
-    except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
+    except ConfigError as exc:
         _fail(str(exc))
-    table = Table(title=f"Alignment ({outcome['aligner']}) and singing scores")
-    for column in ("corpus", "split", "done", "failed", "hours"):
-        table.add_column(column, justify="left" if column in ("corpus", "split") else "right")
-    for summary in outcome["alignments"]:
-        table.add_row(summary["corpus"], summary["split"], str(summary["aligned"]), str(summary["failed"]), f"{summary['hours_aligned']:.4f}")
-    for summary in outcome["scores"]:
-        table.add_row(summary["corpus"] + " (score)", summary["split"], str(summary["scores"]), str(summary["quarantined"]), f"{summary['hours']:.4f}")
-    console.print(table)
-    if outcome["missing"]:
-        console.print(f"[yellow]no manifests yet for {', '.join(outcome['missing'])}: run `uniflow acquire` first[/yellow]")
+    _report_alignment(_run_align(corpora, profile, datasets, aligner, chunk_size, settings, scores))
 
 
 @app.command()
@@ -233,26 +249,29 @@ def demo(
     mirror_dir: Annotated[Path, typer.Option(help="Where the mini mirror is built.")] = Path("data/mirror"),
     datasets: DatasetsOption = "datasets",
 ) -> None:
-    """The main job on the embedded default: build the mini mirror, serve it, acquire everything from it."""
+    """The main job on the embedded default: mini mirror -> acquisition -> alignment, all from 127.0.0.1."""
     from uniflow.corpora.recipe import load_recipes
     from uniflow.mirror.build import build_mirror
     from uniflow.mirror.serve import serve_in_background
 
-    console.rule("1/3 mini mirror")
+    console.rule("1/4 mini mirror")
     build_mirror(load_recipes(datasets), mirror_dir)
     server = serve_in_background(mirror_dir)
     os.environ["UNIFLOW_MIRROR_URL"] = server.url
     console.print(f"mirror served at {server.url}")
     try:
-        console.rule("2/3 acquisition flow (download -> verify -> extract -> manifests)")
-        outcome = _run_acquire(None, "storage_config/demo.yaml", datasets, download=True, manifests=True, workers=1)
+        console.rule("2/4 acquisition flow (download -> verify -> extract -> manifests)")
+        outcome = _run_acquire(None, DEMO_PROFILE, datasets, download=True, manifests=True, workers=1)
     finally:
         server.shutdown()
-    console.rule("3/3 report")
     code = _report(outcome)
-    report_path = Path(outcome["raw"]).parent / "reports" / "acquisition.json"
+    console.rule("3/4 alignment flow (TTS phone durations, SVS scores)")
+    alignment = _run_align(None, DEMO_PROFILE, datasets, "auto", 50, None, scores=True)
+    _report_alignment(alignment)
+    console.rule("4/4 report")
+    report_path = Path(outcome["raw"]).parent / "reports" / "demo.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(outcome, indent=1))
+    report_path.write_text(json.dumps({"acquisition": outcome, "alignment": alignment}, indent=1))
     console.print(f"full report: {report_path}")
     raise typer.Exit(code)
 

@@ -41,14 +41,14 @@ def test_random_alignments_keep_every_boundary_within_half_a_frame() -> None:
     rng = random.Random(7)
     for _ in range(300):
         cuts = sorted(rng.uniform(0, 4) for _ in range(rng.randint(1, 40)))
-        phones = [Interval("AH0", a, b) for a, b in zip(cuts, cuts[1:]) if b - a > 0.006]
+        phones = [Interval("AH0", a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b - a > 0.006]
         if not phones:
             continue
         total = latent_frames(4.0)
         result = phone_frame_counts(phones, total)
         assert result.total == total and min(result.frames) >= 0
         boundary, labelled = 0, iter(fill_silence(phones, total / 50))
-        for count, interval in zip(result.frames, labelled):
+        for count, interval in zip(result.frames, labelled, strict=False):
             boundary += count
             if boundary < total:
                 assert abs(boundary / 50 - interval.end) <= 0.01 + 1e-9

@@ -5,35 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
-from support import DATASETS
-from uniflow.storage import ROLES
+from support import DATASETS, latest_artifact, write_profile
 
 pytestmark = pytest.mark.prefect
-
-
-def write_profile(root: Path, mirror_url: str | None) -> str:
-    profile = {"name": "test", "roles": {role: str(root / role) for role in ROLES}}
-    if mirror_url:
-        profile["mirror_url"] = mirror_url
-    path = root / "profile.yaml"
-    path.write_text(yaml.safe_dump(profile))
-    return str(path)
-
-
-def latest_artifact(key: str) -> dict | None:
-    """The newest artifact with ``key``, read from the server's REST API."""
-    import httpx
-    from prefect.settings import PREFECT_API_URL
-
-    # Posted as JSON by hand: this Prefect client serialises omitted filters as null, which its server refuses.
-    body = {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1}
-    response = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body, timeout=30)
-    response.raise_for_status()
-    found = response.json()
-    return found[0] if found else None
 
 
 def test_flow_acquires_and_publishes_artifacts(prefect_harness, mirror_url: str, tmp_path: Path) -> None:

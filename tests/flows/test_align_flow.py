@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from support import DATASETS, make_storage
-from test_acquire_flow import latest_artifact, write_profile
+from support import DATASETS, latest_artifact, make_storage, write_profile
 from uniflow.corpora.acquire import acquire_corpus
 from uniflow.corpora.manifest import prepare_manifests
 
