@@ -172,6 +172,69 @@ def align(
     _report_alignment(_run_align(corpora, profile, datasets, aligner, chunk_size, settings, scores))
 
 
+def _run_simulate(tasks: list[str] | None, profile: str, datasets: str, runner: str, workers: int | None,
+                  dask_address: str | None) -> dict[str, Any]:
+    console.print(f"[dim]{configure_prefect()}[/dim]")
+    from flows.simulate import run_simulation
+
+    try:
+        return run_simulation(tasks, profile, datasets, runner, workers, dask_address)
+    except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
+        _fail(str(exc))
+        raise
+
+
+def _report_simulation(outcome: dict[str, Any]) -> None:
+    table = Table(title="Simulated pairs")
+    for column in ("task", "split", "pairs", "hours", "quarantined"):
+        table.add_column(column, justify="left" if column in ("task", "split") else "right")
+    for summary in outcome["summaries"]:
+        table.add_row(summary["task"], summary["split"], str(summary["pairs"]), f"{summary['hours']:.4f}", str(summary["quarantined"]))
+    console.print(table)
+
+
+@app.command()
+def simulate(
+    task: Annotated[list[str] | None, typer.Option("--task", help="se and/or sr (default both).")] = None,
+    profile: ProfileOption = "storage_config/local.yaml",
+    datasets: DatasetsOption = "datasets",
+    runner: Annotated[str, typer.Option(help="processes (local) or dask.")] = "processes",
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
+    dask_address: Annotated[str | None, typer.Option(help="Dask scheduler address; none starts a local cluster.")] = None,
+) -> None:
+    """Simulate SE (URGENT-style noisy speech) and SR (low-pass) pairs: parameters first, then batches."""
+    _report_simulation(_run_simulate(task, profile, datasets, runner, workers, dask_address))
+
+
+@app.command()
+def replay(
+    key: Annotated[str, typer.Argument(help="The pair's key, e.g. se/libritts/<utterance>/r0.")],
+    profile: ProfileOption = "storage_config/local.yaml",
+    datasets: DatasetsOption = "datasets",
+    out: Annotated[Path | None, typer.Option(help="Write <key>.input.wav and <key>.target.wav here.")] = None,
+) -> None:
+    """Re-render one simulated pair from its stored parameters and check it is bit-exact."""
+    import soundfile as sf
+
+    from uniflow.simulate.stage import OUTPUT_RATE, load_simulation_config
+    from uniflow.simulate.stage import replay as replay_pair
+    from uniflow.storage import Storage
+
+    try:
+        result = replay_pair(Storage.from_file(profile), key, load_simulation_config(f"{datasets}/simulation.yaml"))
+    except (KeyError, ConfigError) as exc:
+        _fail(str(exc.args[0] if exc.args else exc))
+    verdict = "[green]bit-exact[/green]" if result.identical else "[red]differs from the stored pair (or it is not rendered yet)[/red]"
+    console.print(f"{key}: {result.task}/{result.split} batch {result.batch}: {verdict}")
+    if out:
+        stem = out / key.replace("/", "__")
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(f"{stem}.input.wav", result.input, OUTPUT_RATE)
+        sf.write(f"{stem}.target.wav", result.target, OUTPUT_RATE)
+        console.print(f"wrote {stem}.input.wav and {stem}.target.wav")
+    raise typer.Exit(0 if result.identical else EXIT_FAILED)
+
+
 @app.command()
 def doctor(mfa_config: Annotated[Path | None, typer.Option(help="YAML with MFA settings.")] = None) -> None:
     """Check the external tools uniflow uses and say how to install what is missing."""

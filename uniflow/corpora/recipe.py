@@ -188,6 +188,8 @@ class TaskSource(StrictModel):
     corpus: str
     role: Literal["target", "clean", "noise", "rir", "paired", "caption"] = "target"
     paper_hours: float | None = None
+    # For clean speech: the noise corpora it is mixed with (Table 4: LibriTTS+WHAM!, LJSpeech+MUSAN).
+    mix_with: list[str] = Field(default_factory=list)
 
 
 class TaskPlan(StrictModel):
@@ -240,6 +242,11 @@ def load_plan(path: str | Path, recipes: dict[str, Recipe]) -> Plan:
     for task_name, task in plan.tasks.items():
         named += [(f"tasks.{task_name}.sources[{i}].corpus", source.corpus) for i, source in enumerate(task.sources)]
         named += [(f"tasks.{task_name}.evaluation[{i}]", corpus) for i, corpus in enumerate(task.evaluation)]
+        named += [
+            (f"tasks.{task_name}.sources[{i}].mix_with[{j}]", noise)
+            for i, source in enumerate(task.sources)
+            for j, noise in enumerate(source.mix_with)
+        ]
     named += [(f"vae_corpora[{i}]", corpus) for i, corpus in enumerate(plan.vae_corpora)]
     unknown = [f"  {path}: {field}: {corpus!r} has no recipe" for field, corpus in named if corpus not in recipes]
     if unknown:

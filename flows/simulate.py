@@ -1,0 +1,113 @@
+"""Prefect flow: simulate SE and SR pairs, one task per shard-sized batch.
+
+Runs on local processes by default, or on Dask (``prefect-dask``) with ``runner="dask"``: a local
+cluster, or the scheduler at ``dask_address`` on a cluster. Parameters are sampled first (one task
+per task and split), then batches render in parallel; a batch already marked ``.done`` returns at
+once, so a rerun redoes nothing finished. Publishes pairs and hours per task and split, and
+histograms of SNR, cutoff and augmentation counts.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.futures import as_completed
+from prefect.task_runners import ProcessPoolTaskRunner
+
+from uniflow.corpora.recipe import load_plan, load_recipes
+from uniflow.simulate.stage import (
+    SPLITS,
+    BatchResult,
+    SimulationPlan,
+    SimulationSummary,
+    load_simulation_config,
+    plan_simulation,
+    render_batch,
+    summarize,
+)
+from uniflow.storage import Storage
+
+
+@task(task_run_name="plan {sim_task}/{split}")
+def plan_task(profile: str, datasets_dir: str, sim_task: str, split: str) -> SimulationPlan:
+    plan = load_plan(f"{datasets_dir}/plan.yaml", load_recipes(datasets_dir))
+    config = load_simulation_config(f"{datasets_dir}/simulation.yaml")
+    return plan_simulation(Storage.from_file(profile), sim_task, split, plan, config)
+
+
+@task(retries=1, retry_delay_seconds=10, task_run_name="render {sim_task}/{split} batch {index}")
+def render_task(profile: str, datasets_dir: str, sim_task: str, split: str, index: int) -> BatchResult:
+    config = load_simulation_config(f"{datasets_dir}/simulation.yaml")
+    return render_batch(Storage.from_file(profile), sim_task, split, index, config)
+
+
+@task(task_run_name="summarize {sim_task}/{split}")
+def summary_task(profile: str, sim_task: str, split: str) -> SimulationSummary:
+    return summarize(Storage.from_file(profile), sim_task, split)
+
+
+def _histogram_markdown(summaries: list[SimulationSummary]) -> str:
+    lines = ["# Simulation parameters", ""]
+    for summary in summaries:
+        for name, counts in summary.histograms.items():
+            total = max(1, sum(counts.values()))
+            lines += [f"## {summary.task}/{summary.split}: {name}", "", "| bin | pairs | share |", "|---|---:|---|"]
+            lines += [f"| {bin_} | {count} | {'#' * max(1, round(40 * count / total))} |" for bin_, count in counts.items()]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _make_runner(runner: str, workers: int | None, dask_address: str | None):
+    if runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if dask_address:
+            return DaskTaskRunner(address=dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers or os.cpu_count(), "threads_per_worker": 1, "processes": True})
+    return ProcessPoolTaskRunner(max_workers=workers or os.cpu_count())
+
+
+@flow(name="simulate", log_prints=True)
+def simulate_flow(
+    tasks: list[Literal["se", "sr"]] | None = None,
+    profile: str = "storage_config/local.yaml",
+    datasets_dir: str = "datasets",
+) -> dict[str, Any]:
+    """Plan, render and summarize the simulated pairs of ``tasks`` (default: SE and SR)."""
+    logger = get_run_logger()
+    storage = Storage.from_file(profile)
+    plans = [plan_task(profile, datasets_dir, sim_task, split) for sim_task in tasks or ["se", "sr"] for split in SPLITS]
+    plans = [plan for plan in plans if plan.batches]
+    for plan in plans:
+        logger.info("%s/%s: %d pairs in %d batches from %s", plan.task, plan.split, plan.pairs, plan.batches, plan.sources)
+    futures = [render_task.submit(profile, datasets_dir, p.task, p.split, index) for p in plans for index in range(p.batches)]
+    progress = create_progress_artifact(0.0, key="simulation-progress", description="Batches rendered")
+    failed = 0
+    for done, future in enumerate(as_completed(futures), 1):
+        if isinstance(future.result(raise_on_failure=False), BaseException):
+            failed += 1
+        update_progress_artifact(progress, 100.0 * done / max(1, len(futures)))
+    update_progress_artifact(progress, 100.0)
+    if failed:
+        raise RuntimeError(f"{failed} batch(es) failed after retries; rerun to resume from the finished ones")
+    summaries = [summary_task(profile, plan.task, plan.split) for plan in plans]
+    rows = [
+        {"task": s.task, "split": s.split, "pairs": s.pairs, "hours": s.hours, "quarantined": s.quarantined,
+         "reasons": ", ".join(f"{k}: {v}" for k, v in s.quarantine_reasons.items()) or "-"}
+        for s in summaries
+    ]
+    if rows:
+        create_table_artifact(rows, key="simulation", description="Simulated pairs and hours per task and split")
+        create_markdown_artifact(_histogram_markdown(summaries), key="simulation-histograms",
+                                 description="SNR, cutoff, filter and augmentation-count histograms")
+    return {"summaries": [vars(s) for s in summaries], "reports": storage.url("reports", "simulate")}
+
+
+def run_simulation(tasks: list[str] | None, profile: str, datasets_dir: str, runner: str = "processes",
+                   workers: int | None = None, dask_address: str | None = None) -> dict[str, Any]:
+    """``simulate_flow`` on the chosen task runner (local processes, or Dask)."""
+    configured = simulate_flow.with_options(task_runner=_make_runner(runner, workers, dask_address))
+    return configured(tasks=tasks, profile=profile, datasets_dir=datasets_dir)

@@ -1,0 +1,1 @@
+"""Simulated training pairs: URGENT-style noisy speech (SE) and low-pass super-resolution pairs (SR)."""
