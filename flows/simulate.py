@@ -32,16 +32,14 @@ from uniflow.storage import Storage
 
 
 @task(task_run_name="plan {sim_task}/{split}")
-def plan_task(profile: str, datasets_dir: str, sim_task: str, split: str) -> SimulationPlan:
+def plan_task(profile: str, datasets_dir: str, config_path: str, sim_task: str, split: str) -> SimulationPlan:
     plan = load_plan(f"{datasets_dir}/plan.yaml", load_recipes(datasets_dir))
-    config = load_simulation_config(f"{datasets_dir}/simulation.yaml")
-    return plan_simulation(Storage.from_file(profile), sim_task, split, plan, config)
+    return plan_simulation(Storage.from_file(profile), sim_task, split, plan, load_simulation_config(config_path))
 
 
 @task(retries=1, retry_delay_seconds=10, task_run_name="render {sim_task}/{split} batch {index}")
-def render_task(profile: str, datasets_dir: str, sim_task: str, split: str, index: int) -> BatchResult:
-    config = load_simulation_config(f"{datasets_dir}/simulation.yaml")
-    return render_batch(Storage.from_file(profile), sim_task, split, index, config)
+def render_task(profile: str, config_path: str, sim_task: str, split: str, index: int) -> BatchResult:
+    return render_batch(Storage.from_file(profile), sim_task, split, index, load_simulation_config(config_path))
 
 
 @task(task_run_name="summarize {sim_task}/{split}")
@@ -75,15 +73,20 @@ def simulate_flow(
     tasks: list[Literal["se", "sr"]] | None = None,
     profile: str = "storage_config/local.yaml",
     datasets_dir: str = "datasets",
+    config_path: str | None = None,
 ) -> dict[str, Any]:
-    """Plan, render and summarize the simulated pairs of ``tasks`` (default: SE and SR)."""
+    """Plan, render and summarize the simulated pairs of ``tasks`` (default: SE and SR).
+
+    ``config_path`` defaults to ``<datasets_dir>/simulation.yaml``.
+    """
+    config_path = config_path or f"{datasets_dir}/simulation.yaml"
     logger = get_run_logger()
     storage = Storage.from_file(profile)
-    plans = [plan_task(profile, datasets_dir, sim_task, split) for sim_task in tasks or ["se", "sr"] for split in SPLITS]
+    plans = [plan_task(profile, datasets_dir, config_path, sim_task, split) for sim_task in tasks or ["se", "sr"] for split in SPLITS]
     plans = [plan for plan in plans if plan.batches]
     for plan in plans:
         logger.info("%s/%s: %d pairs in %d batches from %s", plan.task, plan.split, plan.pairs, plan.batches, plan.sources)
-    futures = [render_task.submit(profile, datasets_dir, p.task, p.split, index) for p in plans for index in range(p.batches)]
+    futures = [render_task.submit(profile, config_path, p.task, p.split, index) for p in plans for index in range(p.batches)]
     progress = create_progress_artifact(0.0, key="simulation-progress", description="Batches rendered")
     failed = 0
     for done, future in enumerate(as_completed(futures), 1):
@@ -107,7 +110,8 @@ def simulate_flow(
 
 
 def run_simulation(tasks: list[str] | None, profile: str, datasets_dir: str, runner: str = "processes",
-                   workers: int | None = None, dask_address: str | None = None) -> dict[str, Any]:
+                   workers: int | None = None, dask_address: str | None = None,
+                   config_path: str | None = None) -> dict[str, Any]:
     """``simulate_flow`` on the chosen task runner (local processes, or Dask)."""
     configured = simulate_flow.with_options(task_runner=_make_runner(runner, workers, dask_address))
-    return configured(tasks=tasks, profile=profile, datasets_dir=datasets_dir)
+    return configured(tasks=tasks, profile=profile, datasets_dir=datasets_dir, config_path=config_path)

@@ -173,12 +173,12 @@ def align(
 
 
 def _run_simulate(tasks: list[str] | None, profile: str, datasets: str, runner: str, workers: int | None,
-                  dask_address: str | None) -> dict[str, Any]:
+                  dask_address: str | None, config: str | None = None) -> dict[str, Any]:
     console.print(f"[dim]{configure_prefect()}[/dim]")
     from flows.simulate import run_simulation
 
     try:
-        return run_simulation(tasks, profile, datasets, runner, workers, dask_address)
+        return run_simulation(tasks, profile, datasets, runner, workers, dask_address, config)
     except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
         _fail(str(exc))
         raise
@@ -201,9 +201,10 @@ def simulate(
     runner: Annotated[str, typer.Option(help="processes (local) or dask.")] = "processes",
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
     dask_address: Annotated[str | None, typer.Option(help="Dask scheduler address; none starts a local cluster.")] = None,
+    config: Annotated[str | None, typer.Option(help="Simulation settings (default <datasets>/simulation.yaml).")] = None,
 ) -> None:
     """Simulate SE (URGENT-style noisy speech) and SR (low-pass) pairs: parameters first, then batches."""
-    _report_simulation(_run_simulate(task, profile, datasets, runner, workers, dask_address))
+    _report_simulation(_run_simulate(task, profile, datasets, runner, workers, dask_address, config))
 
 
 @app.command()
@@ -212,6 +213,7 @@ def replay(
     profile: ProfileOption = "storage_config/local.yaml",
     datasets: DatasetsOption = "datasets",
     out: Annotated[Path | None, typer.Option(help="Write <key>.input.wav and <key>.target.wav here.")] = None,
+    config: Annotated[str | None, typer.Option(help="Simulation settings (default <datasets>/simulation.yaml).")] = None,
 ) -> None:
     """Re-render one simulated pair from its stored parameters and check it is bit-exact."""
     import soundfile as sf
@@ -221,7 +223,7 @@ def replay(
     from uniflow.storage import Storage
 
     try:
-        result = replay_pair(Storage.from_file(profile), key, load_simulation_config(f"{datasets}/simulation.yaml"))
+        result = replay_pair(Storage.from_file(profile), key, load_simulation_config(config or f"{datasets}/simulation.yaml"))
     except (KeyError, ConfigError) as exc:
         _fail(str(exc.args[0] if exc.args else exc))
     verdict = "[green]bit-exact[/green]" if result.identical else "[red]differs from the stored pair (or it is not rendered yet)[/red]"
@@ -312,29 +314,32 @@ def demo(
     mirror_dir: Annotated[Path, typer.Option(help="Where the mini mirror is built.")] = Path("data/mirror"),
     datasets: DatasetsOption = "datasets",
 ) -> None:
-    """The main job on the embedded default: mini mirror -> acquisition -> alignment, all from 127.0.0.1."""
+    """The main job on the embedded default: mini mirror -> acquisition -> alignment -> simulation, offline."""
     from uniflow.corpora.recipe import load_recipes
     from uniflow.mirror.build import build_mirror
     from uniflow.mirror.serve import serve_in_background
 
-    console.rule("1/4 mini mirror")
+    console.rule("1/5 mini mirror")
     build_mirror(load_recipes(datasets), mirror_dir)
     server = serve_in_background(mirror_dir)
     os.environ["UNIFLOW_MIRROR_URL"] = server.url
     console.print(f"mirror served at {server.url}")
     try:
-        console.rule("2/4 acquisition flow (download -> verify -> extract -> manifests)")
+        console.rule("2/5 acquisition flow (download -> verify -> extract -> manifests)")
         outcome = _run_acquire(None, DEMO_PROFILE, datasets, download=True, manifests=True, workers=1)
     finally:
         server.shutdown()
     code = _report(outcome)
-    console.rule("3/4 alignment flow (TTS phone durations, SVS scores)")
+    console.rule("3/5 alignment flow (TTS phone durations, SVS scores)")
     alignment = _run_align(None, DEMO_PROFILE, datasets, "auto", 50, None, scores=True)
     _report_alignment(alignment)
-    console.rule("4/4 report")
+    console.rule("4/5 simulation flow (SE noisy/clean pairs, SR low-pass pairs)")
+    simulation = _run_simulate(None, DEMO_PROFILE, datasets, "processes", None, None, f"{datasets}/simulation_demo.yaml")
+    _report_simulation(simulation)
+    console.rule("5/5 report")
     report_path = Path(outcome["raw"]).parent / "reports" / "demo.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps({"acquisition": outcome, "alignment": alignment}, indent=1))
+    report_path.write_text(json.dumps({"acquisition": outcome, "alignment": alignment, "simulation": simulation}, indent=1))
     console.print(f"full report: {report_path}")
     raise typer.Exit(code)
 

@@ -19,6 +19,8 @@ Task = Literal["tts", "svs", "t2a", "t2m", "se", "sr", "v2a", "vae"]
 TASKS: tuple[str, ...] = ("tts", "svs", "t2a", "t2m", "se", "sr", "v2a")
 Split = Literal["train", "valid", "test"]
 
+# Files in datasets/ that configure the pipeline rather than describe a corpus.
+NON_RECIPE_FILES = frozenset({"plan", "instructions", "simulation", "simulation_demo"})
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _HEX = re.compile(r"^[0-9a-f]+$")
 
@@ -218,13 +220,13 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def load_recipes(datasets_dir: str | Path = "datasets") -> dict[str, Recipe]:
-    """All recipes of a datasets folder, keyed by name (plan.yaml and instructions.yaml excluded)."""
+    """All recipes of a datasets folder, keyed by name (the NON_RECIPE_FILES excluded)."""
     datasets_dir = Path(datasets_dir)
     if not datasets_dir.is_dir():
         raise ConfigError(f"{datasets_dir}: recipe folder not found")
     recipes: dict[str, Recipe] = {}
     for path in sorted(datasets_dir.glob("*.yaml")):
-        if path.stem in ("plan", "instructions"):
+        if path.stem in NON_RECIPE_FILES:
             continue
         recipes[path.stem] = load_recipe(path)
     for recipe in recipes.values():
