@@ -280,7 +280,7 @@ def test_clip_planning_cuts_long_files_and_drops_short_pieces() -> None:
         _record("c/segment", "book.flac", 48_000, 30.0, start=100.0, end=130.0),
         _record("c/narrow", "narrow.wav", 16_000, 12.0),
     ]
-    clips, skipped = plan_sr_clips(records, SrConfig())
+    clips, skipped = plan_sr_clips(records)  # the default config: 10 s clips, split above 20 s, 2 s minimum
     assert [(c.record["id"], c.index, c.start, c.end) for c in clips] == [
         ("c/long", 0, 0.0, 10.0), ("c/long", 1, 10.0, 20.0), ("c/long", 2, 20.0, 25.0),
         ("c/tail", 0, 0.0, 10.0), ("c/tail", 1, 10.0, 20.0),

@@ -58,7 +58,7 @@ def load_rir(path: str | Path, channel: int, sample_rate: int) -> np.ndarray:
         raise SimulationInputError(path, "RIR holds NaN or infinite samples")
     if peak == 0.0:
         raise SimulationInputError(path, "RIR is all zeros")
-    rir *= np.float32(1.0 / peak)
+    rir /= np.float32(peak)  # division: the peak becomes exactly 1
     return rir
 
 
@@ -91,44 +91,53 @@ def generate_rirs(count: int, seed: int, out_dir: str | Path, sample_rate: int) 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
-    for index in range(count):
-        rng = np.random.default_rng([seed, index])
-        room_dim = [float(rng.uniform(3, 10)), float(rng.uniform(3, 8)), float(rng.uniform(2.5, 4))]
-        rt60 = float(rng.uniform(0.2, 0.8))
-        absorption, sabine_order = pra.inverse_sabine(rt60, room_dim)
-        order = int(min(sabine_order, _MAX_IMAGE_ORDER))
-        while True:  # positions: inside the walls' 0.5 m margin, not on top of each other
-            source = [float(rng.uniform(0.5, side - 0.5)) for side in room_dim]
-            mic = [float(rng.uniform(0.5, side - 0.5)) for side in room_dim]
-            distance = float(np.linalg.norm(np.subtract(source, mic)))
-            if distance >= 0.3:
-                break
-        room = pra.ShoeBox(room_dim, fs=sample_rate, materials=pra.Material(absorption), max_order=order)
-        room.add_source(source)
-        room.add_microphone(mic)
-        room.compute_rir()
-        rir = np.asarray(room.rir[0][0], dtype=np.float32)
-        rir /= np.abs(rir).max()
-        path = (out_dir / f"rir_{index:05d}.wav").resolve()
-        sf.write(path, rir, sample_rate, subtype="FLOAT")
-        records.append(
-            {
-                "id": f"{GENERATED_CORPUS}/rir_{index:05d}",
-                "corpus": GENERATED_CORPUS,
-                "split": "train",
-                "audio": str(path),
-                "sample_rate": sample_rate,
-                "seconds": round(len(rir) / sample_rate, 6),
-                "num_frames": len(rir),
-                "channels": 1,
-                "extra": {
-                    "kind": "rir",
-                    "source": "pyroomacoustics",
-                    "rt60": round(rt60, 4),
-                    "room_dim": [round(side, 3) for side in room_dim],
-                    "image_order": order,
-                    "distance": round(distance, 3),
-                },
-            }
-        )
+    # pyroomacoustics sums image sources on all cores by default, in an order that varies from run
+    # to run; one thread makes the same seed give the same bytes.
+    threads = pra.constants.get("num_threads")
+    pra.constants.set("num_threads", 1)
+    try:
+        for index in range(count):
+            rng = np.random.default_rng([seed, index])
+            room_dim = [float(rng.uniform(3, 10)), float(rng.uniform(3, 8)), float(rng.uniform(2.5, 4))]
+            rt60 = float(rng.uniform(0.2, 0.8))
+            absorption, sabine_order = pra.inverse_sabine(rt60, room_dim)
+            order = int(min(sabine_order, _MAX_IMAGE_ORDER))
+            while True:  # positions: inside the walls' 0.5 m margin, not on top of each other
+                source = [float(rng.uniform(0.5, side - 0.5)) for side in room_dim]
+                mic = [float(rng.uniform(0.5, side - 0.5)) for side in room_dim]
+                distance = float(np.linalg.norm(np.subtract(source, mic)))
+                if distance >= 0.3:
+                    break
+            room = pra.ShoeBox(room_dim, fs=sample_rate, materials=pra.Material(absorption), max_order=order)
+            room.add_source(source)
+            room.add_microphone(mic)
+            room.compute_rir()
+            rir = np.asarray(room.rir[0][0], dtype=np.float32)
+            rir *= np.float32(0.999) / np.abs(rir).max()  # just below full scale for 24-bit PCM
+            path = (out_dir / f"rir_{index:05d}.wav").resolve()
+            # 24-bit PCM (144 dB of range): float WAV would carry libsndfile's PEAK chunk, which holds
+            # a time stamp, so the same RIR would not give the same bytes
+            sf.write(path, rir, sample_rate, subtype="PCM_24")
+            records.append(
+                {
+                    "id": f"{GENERATED_CORPUS}/rir_{index:05d}",
+                    "corpus": GENERATED_CORPUS,
+                    "split": "train",
+                    "audio": str(path),
+                    "sample_rate": sample_rate,
+                    "seconds": round(len(rir) / sample_rate, 6),
+                    "num_frames": len(rir),
+                    "channels": 1,
+                    "extra": {
+                        "kind": "rir",
+                        "source": "pyroomacoustics",
+                        "rt60": round(rt60, 4),
+                        "room_dim": [round(side, 3) for side in room_dim],
+                        "image_order": order,
+                        "distance": round(distance, 3),
+                    },
+                }
+            )
+    finally:
+        pra.constants.set("num_threads", threads)
     return records

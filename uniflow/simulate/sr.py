@@ -152,11 +152,14 @@ def source_files(record: dict[str, Any]) -> tuple[str, ...]:
     return (record["audio"],)
 
 
-def plan_sr_clips(records: list[dict[str, Any]], config: SrConfig) -> tuple[list[SrClip], list[dict[str, str]]]:
+def plan_sr_clips(records: list[dict[str, Any]], config: SrConfig | None = None) -> tuple[list[SrClip], list[dict[str, str]]]:
     """Cut records into clips: longer than ``split_long_seconds`` -> ``clip_seconds`` pieces, short ones dropped.
 
-    Returns the clips and the records that gave none, as ``{"id", "reason"}``.
+    A file up to ``split_long_seconds`` long is one clip. Pieces shorter than ``min_clip_seconds``
+    (a long file's tail) are dropped silently; records that give no clip at all (too short, too
+    low a sample rate, broken fields) are returned as ``{"id", "reason"}``.
     """
+    config = config or SrConfig()
     clips: list[SrClip] = []
     skipped: list[dict[str, str]] = []
     for record in records:
@@ -272,7 +275,7 @@ def design_lowpass(
     return _design(filter_type, int(order), float(cutoff_hz), int(sample_rate), ripple_db, stopband_db)[0].copy()
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=8192)  # the default grid has about 5,100 designs
 def _design(
     filter_type: str, order: int, cutoff_hz: float, sample_rate: int, ripple_db: float | None, stopband_db: float | None
 ) -> tuple[np.ndarray, _Design]:
@@ -499,7 +502,7 @@ def _read_source(params: SrParams, raw_root: Path, config: SrConfig) -> np.ndarr
     # one pass gives both checks: a NaN or infinity anywhere makes the energy non-finite
     energy = float(np.einsum("i,i->", total, total))
     if not math.isfinite(energy):
-        raise SimulationInputError(params.audio[0], "audio holds NaN or infinite samples")
+        raise SimulationInputError(params.source_id, "audio holds NaN or infinite samples")
     rms_dbfs = 10 * math.log10(energy / len(total) + 1e-30)
     if rms_dbfs < config.silence_dbfs:
         raise SimulationInputError(params.source_id, f"silent: RMS {rms_dbfs:.1f} dBFS < {config.silence_dbfs:g} dBFS")
@@ -522,7 +525,7 @@ def _read_frames(path: Path, rate: int, first: int, count: int, config: SrConfig
     _check_clipping(path, data, config)
     channels = data.shape[1]
     if channels == 1:
-        mono = data[:, 0].copy()
+        mono = data.reshape(-1)  # a view: ``data`` is ours and C-ordered
     elif channels == 2:
         mono = data[:, 0] + data[:, 1]
         mono *= np.float32(0.5)
