@@ -21,7 +21,7 @@ Every function keeps the length and the time alignment of its input:
   is not gapless (LAME resamples internally; the decoder returns 1344 extra samples and a 1105
   sample delay), which is one reason MP3 is encoded through ffmpeg; the other is speed (LAME at
   algorithm quality 7 takes 32-37 ms per 10 s of 24 kHz audio, libsndfile's LAME setup 50-60 ms).
-  A decoder that returns another length anyway is cut or padded at the end (``_fit``).
+  A decoder that returns another length anyway is cut or padded at the end (``fit_length``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import soxr
 from pydantic import Field, model_validator
 
 from uniflow.config import StrictModel
+from uniflow.simulate.common import fit_length
 
 AUGMENTATIONS: tuple[str, ...] = ("bandwidth_limitation", "clipping", "codec", "packet_loss")
 ResampleMethod = Literal["soxr_vhq", "soxr_hq", "soxr_mq", "soxr_lq"]
@@ -205,15 +206,6 @@ class PacketLossConfig(StrictModel):
 
 
 # -- the augmentations -------------------------------------------------------------------------------
-def _fit(x: np.ndarray, length: int) -> np.ndarray:
-    """``x`` cut or zero-padded at the end to ``length`` samples (resamplers and codecs round lengths)."""
-    if len(x) == length:
-        return x
-    if len(x) > length:
-        return x[:length]
-    return np.concatenate((x, np.zeros(length - len(x), dtype=x.dtype)))
-
-
 def resample(audio: np.ndarray, source_rate: int, target_rate: int, method: str) -> np.ndarray:
     """float32 resampling with a named soxr quality (linear phase, delay compensated).
 
@@ -234,7 +226,7 @@ def bandwidth_limitation(audio: np.ndarray, sample_rate: int, rate: int, method:
     if rate >= sample_rate:
         raise ValueError(f"bandwidth limitation to {rate} Hz does not narrow a {sample_rate} Hz signal")
     narrow = resample(audio, sample_rate, rate, method)
-    return _fit(resample(narrow, rate, sample_rate, method), len(audio))
+    return fit_length(resample(narrow, rate, sample_rate, method), len(audio))
 
 
 def clipping(audio: np.ndarray, min_quantile: float, max_quantile: float) -> np.ndarray:
@@ -296,7 +288,7 @@ def codec(
         container, subtype = _CODECS[(format, encoder)]
         encoded = _encode_libsndfile(scaled, sample_rate, container, subtype, float(compression_level))
     decoded, _ = sf.read(io.BytesIO(encoded), dtype="float32")
-    decoded = _fit(np.asarray(decoded, dtype=np.float32).reshape(-1), len(audio))
+    decoded = fit_length(np.asarray(decoded, dtype=np.float32).reshape(-1), len(audio))
     decoded *= np.float32(1.0 / gain)
     return decoded
 

@@ -32,9 +32,8 @@ Rendering, in order:
 
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,7 @@ from uniflow.simulate.augment import (
     PacketLossConfig,
     apply_augmentation,
 )
+from uniflow.simulate.common import fit_length, key_seed, params_values
 from uniflow.simulate.errors import SimulationInputError
 from uniflow.simulate.rir import early_rir, load_rir
 
@@ -158,22 +158,12 @@ class SeParams:
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> SeParams:
-        names = {f.name for f in fields(cls)}
-        missing = names - record.keys()
-        if missing:
-            raise ValueError(f"SE parameters {record.get('key', '?')!r} lack {sorted(missing)}")
-        values = {name: record[name] for name in names}
+        values = params_values(cls, record, "SE")
         values["augmentations"] = [dict(item) for item in values["augmentations"]]
         return cls(**values)
 
 
 # -- parameter sampling ----------------------------------------------------------------------------
-def pair_seed(global_seed: int, key: str) -> int:
-    """A 63-bit seed from the global seed and the key alone (independent of order and batch)."""
-    digest = hashlib.sha256(f"{global_seed}\x00{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
 def _resampled_length(frames: int, source_rate: int, target_rate: int) -> int:
     """``frames * target / source`` rounded half up, in integers (soxr's output length)."""
     return (2 * frames * target_rate + source_rate) // (2 * source_rate)
@@ -269,7 +259,7 @@ def _draw(
     split: str,
 ) -> SeParams:
     key = f"se/{record['id']}/r{repeat}"
-    seed = pair_seed(config.seed, key)
+    seed = key_seed(config.seed, key)
     rng = np.random.default_rng(seed)
     out_rate = config.sample_rate
 
@@ -366,15 +356,6 @@ def _native_noise_frames(num_samples: int, noise_rate: int, out_rate: int) -> in
 
 
 # -- rendering -------------------------------------------------------------------------------------
-def _fit(x: np.ndarray, length: int) -> np.ndarray:
-    """``x`` cut or zero-padded at the end to ``length`` samples (resamplers round lengths)."""
-    if len(x) == length:
-        return x
-    if len(x) > length:
-        return x[:length]
-    return np.concatenate((x, np.zeros(length - len(x), dtype=x.dtype)))
-
-
 def _read_frames(path: Path, rate: int, first: int, count: int) -> np.ndarray:
     """Frames ``[first, first + count)`` of a file, float32 (frames, channels); checks rate and length."""
     try:
@@ -425,7 +406,7 @@ def _read_speech(params: SeParams, raw_root: Path, config: SeConfig) -> np.ndarr
             )
     if rate != params.sample_rate:
         speech = soxr.resample(speech, rate, params.sample_rate, quality=_SOURCE_RESAMPLE_QUALITY)
-    return _fit(speech, params.num_samples)
+    return fit_length(speech, params.num_samples)
 
 
 def _read_noise(params: SeParams, raw_root: Path) -> np.ndarray:
@@ -450,7 +431,7 @@ def _read_noise(params: SeParams, raw_root: Path) -> np.ndarray:
     _check_finite(path, noise)
     if rate != params.sample_rate:
         noise = soxr.resample(noise, rate, params.sample_rate, quality=_SOURCE_RESAMPLE_QUALITY)
-    return _fit(noise, params.num_samples)
+    return fit_length(noise, params.num_samples)
 
 
 def _block_size(rir_length: int) -> int:
@@ -583,6 +564,6 @@ def render_voicebank_pair(record: dict[str, Any], raw_root: str | Path) -> tuple
     rate = rates[0]
     if rate != 24_000:
         length = _resampled_length(len(clean), rate, 24_000)
-        noisy = _fit(soxr.resample(noisy, rate, 24_000, quality=_SOURCE_RESAMPLE_QUALITY), length)
-        clean = _fit(soxr.resample(clean, rate, 24_000, quality=_SOURCE_RESAMPLE_QUALITY), length)
+        noisy = fit_length(soxr.resample(noisy, rate, 24_000, quality=_SOURCE_RESAMPLE_QUALITY), length)
+        clean = fit_length(soxr.resample(clean, rate, 24_000, quality=_SOURCE_RESAMPLE_QUALITY), length)
     return noisy, clean

@@ -19,9 +19,8 @@ lose whatever a stereo mix pans to the other side).
 
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +32,7 @@ import soxr
 from pydantic import Field, model_validator
 
 from uniflow.config import StrictModel
+from uniflow.simulate.common import fit_length, key_seed, params_values
 from uniflow.simulate.errors import SimulationInputError
 
 SR_VERSION = 1
@@ -122,11 +122,7 @@ class SrParams:
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> SrParams:
-        names = {f.name for f in fields(cls)}
-        missing = names - record.keys()
-        if missing:
-            raise ValueError(f"SR parameters {record.get('key', '?')!r} lack {sorted(missing)}")
-        values = {name: record[name] for name in names}
+        values = params_values(cls, record, "SR")
         values["audio"] = tuple(values["audio"])
         return cls(**values)
 
@@ -196,12 +192,6 @@ def _unusable(record: dict[str, Any], config: SrConfig) -> str | None:
     return None
 
 
-def clip_seed(global_seed: int, key: str) -> int:
-    """A 63-bit seed from the global seed and the key alone (independent of order and batch)."""
-    digest = hashlib.sha256(f"{global_seed}\x00{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
 def sample_sr_params(records: list[dict[str, Any]], config: SrConfig, split: str) -> tuple[list[SrParams], list[dict[str, str]]]:
     """Every clip's filter and resampling parameters, drawn from an RNG seeded by its key."""
     usable, skipped = [], []
@@ -217,7 +207,7 @@ def sample_sr_params(records: list[dict[str, Any]], config: SrConfig, split: str
 
 def _draw(clip: SrClip, config: SrConfig, split: str) -> SrParams:
     key = f"sr/{clip.record['id']}/c{clip.index}"
-    seed = clip_seed(config.seed, key)
+    seed = key_seed(config.seed, key)
     rng = np.random.default_rng(seed)
     filter_type = config.filter_types[int(rng.integers(len(config.filter_types)))]
     order = int(rng.integers(config.order[0], config.order[1] + 1))
@@ -422,7 +412,7 @@ def lowpass(
     low_rate = 2.0 * float(cutoff_hz)
     down = soxr.resample(filtered, sample_rate, low_rate, quality=quality)
     up = soxr.resample(down, low_rate, sample_rate, quality=quality)
-    return _fit(up, len(filtered))
+    return fit_length(up, len(filtered))
 
 
 def _mono_float32(audio: np.ndarray) -> np.ndarray:
@@ -432,15 +422,6 @@ def _mono_float32(audio: np.ndarray) -> np.ndarray:
     if len(x) < 2:
         raise ValueError(f"expected at least 2 samples, got {len(x)}")
     return x
-
-
-def _fit(x: np.ndarray, length: int) -> np.ndarray:
-    """``x`` cut or zero-padded at the end to ``length`` samples (resamplers round lengths)."""
-    if len(x) == length:
-        return x
-    if len(x) > length:
-        return x[:length]
-    return np.concatenate((x, np.zeros(length - len(x), dtype=x.dtype)))
 
 
 # -- rendering ---------------------------------------------------------------------------------------
@@ -456,7 +437,7 @@ def render_sr(params: SrParams, raw_root: str | Path, config: SrConfig) -> tuple
     high = source
     if params.source_sample_rate != params.sample_rate:
         high = soxr.resample(source, params.source_sample_rate, params.sample_rate, quality=_SOURCE_RESAMPLE_QUALITY)
-    high = _fit(high, round(len(source) * params.sample_rate / params.source_sample_rate))
+    high = fit_length(high, round(len(source) * params.sample_rate / params.source_sample_rate))
     low = lowpass(
         high,
         params.sample_rate,
@@ -532,7 +513,7 @@ def _read_frames(path: Path, rate: int, first: int, count: int, config: SrConfig
     else:
         mono = data.mean(axis=1, dtype=np.float32)
     if len(mono) < count:
-        return _fit(mono, count), False
+        return fit_length(mono, count), False
     return mono, True
 
 
