@@ -347,13 +347,14 @@ def bench_sr(root: Path, args: argparse.Namespace) -> None:
         mix = sum(stems.values())
         stereo = np.stack([mix, np.roll(mix, 37)], axis=1)
         stereo = 0.8 * stereo / np.abs(stereo).max()
-        path = root / "sr" / f"song_{index:03d}.flac"
+        # MUSDB18-HQ, MoisesDB and HQ-TTS ship WAV; WavCaps ships FLAC (--sr-format).
+        path = root / "sr" / f"song_{index:03d}.{args.sr_format}"
         sf.write(path, stereo, args.sr_rate, subtype="PCM_16")
         records.append(_record(f"bench/song_{index:03d}", path, root, args.sr_rate, len(stereo), 2))
     config = SrConfig(seed=1)
     params, skipped = sample_sr_params(records, config, "train")
     assert params and not skipped, skipped
-    print(f"\nSR inputs: {len(params)} x {CLIP_SECONDS:g} s music FLAC {args.sr_rate} Hz stereo")
+    print(f"\nSR inputs: {len(params)} x {CLIP_SECONDS:g} s music {args.sr_format.upper()} {args.sr_rate} Hz stereo")
 
     def ours_sr(item: Any) -> tuple[bytes, bytes]:
         low, high = render_sr(item, root, config)
@@ -397,6 +398,7 @@ def main() -> None:
     parser.add_argument("--noise-rate", type=int, default=48_000)
     parser.add_argument("--noise-channels", type=int, default=2, choices=(1, 2))
     parser.add_argument("--sr-rate", type=int, default=44_100)
+    parser.add_argument("--sr-format", choices=("flac", "wav"), default="flac", help="container of the SR sources")
     parser.add_argument("--only", choices=("se", "sr"), default=None)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of our renderers")
     args = parser.parse_args()
