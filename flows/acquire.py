@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.futures import PrefectFuture, as_completed
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.progress import outcomes_with_progress
 from uniflow.corpora.acquire import (
     PartResult,
     acquire_part,
@@ -136,17 +137,13 @@ def acquire_flow(
             for part in recipe.parts:
                 part_futures[recipe.name].append(download_part.submit(profile, recipe, part.name, progress))
     all_parts = [future for futures in part_futures.values() for future in futures]
-    progress_id = create_progress_artifact(0.0, key="acquisition-progress", description="Parts downloaded and extracted")
     results: list[PartResult] = []
-    for done, future in enumerate(as_completed(all_parts), 1):
-        outcome = future.result(raise_on_failure=False)
+    for future, outcome in outcomes_with_progress(all_parts, "acquisition-progress", "Parts downloaded and extracted"):
         if isinstance(outcome, PartResult):
             results.append(outcome)
         else:  # the task failed after its retries; ``outcome`` is the exception
             recipe_name, part_name = _names_of(future, part_futures, selected)
             results.append(PartResult(recipe_name, part_name, "failed", f"{type(outcome).__name__}: {outcome}"))
-        update_progress_artifact(progress_id, 100.0 * done / max(1, len(all_parts)))
-    update_progress_artifact(progress_id, 100.0)
 
     blocked = {result.corpus for result in results if result.status in ("manual", "failed")}
     remote: dict[str, PrefectFuture] = {}

@@ -11,10 +11,10 @@ import os
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.futures import as_completed
+from prefect.artifacts import create_table_artifact
 from prefect.task_runners import ProcessPoolTaskRunner
 
+from flows.progress import outcomes_with_progress
 from uniflow.align.aligners import AlignerName, make_aligner, resolve_aligner_name
 from uniflow.align.score import ScoreSummary, prepare_scores
 from uniflow.align.stage import DEFAULT_CHUNK_SIZE, AlignSummary, ChunkPlan, ChunkResult, align_chunk, merge_chunks, plan_chunks
@@ -83,13 +83,8 @@ def align_flow(
         for plan in plans
         for index in range(plan.chunks)
     ]
-    progress = create_progress_artifact(0.0, key="alignment-progress", description="Chunks aligned")
-    failed_chunks = 0
-    for done, future in enumerate(as_completed(futures), 1):
-        if isinstance(future.result(raise_on_failure=False), BaseException):
-            failed_chunks += 1
-        update_progress_artifact(progress, 100.0 * done / max(1, len(futures)))
-    update_progress_artifact(progress, 100.0)
+    outcomes = outcomes_with_progress(futures, "alignment-progress", "Chunks aligned")
+    failed_chunks = sum(isinstance(outcome, BaseException) for _, outcome in outcomes)
     if failed_chunks:
         raise RuntimeError(f"{failed_chunks} chunk(s) failed after retries; rerun to resume from the finished ones")
 

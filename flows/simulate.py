@@ -13,10 +13,10 @@ import os
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.futures import as_completed
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ProcessPoolTaskRunner
 
+from flows.progress import outcomes_with_progress
 from uniflow.corpora.recipe import load_plan, load_recipes
 from uniflow.simulate.stage import (
     SPLITS,
@@ -87,13 +87,8 @@ def simulate_flow(
     for plan in plans:
         logger.info("%s/%s: %d pairs in %d batches from %s", plan.task, plan.split, plan.pairs, plan.batches, plan.sources)
     futures = [render_task.submit(profile, config_path, p.task, p.split, index) for p in plans for index in range(p.batches)]
-    progress = create_progress_artifact(0.0, key="simulation-progress", description="Batches rendered")
-    failed = 0
-    for done, future in enumerate(as_completed(futures), 1):
-        if isinstance(future.result(raise_on_failure=False), BaseException):
-            failed += 1
-        update_progress_artifact(progress, 100.0 * done / max(1, len(futures)))
-    update_progress_artifact(progress, 100.0)
+    outcomes = outcomes_with_progress(futures, "simulation-progress", "Batches rendered")
+    failed = sum(isinstance(outcome, BaseException) for _, outcome in outcomes)
     if failed:
         raise RuntimeError(f"{failed} batch(es) failed after retries; rerun to resume from the finished ones")
     summaries = [summary_task(profile, plan.task, plan.split) for plan in plans]
