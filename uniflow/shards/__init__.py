@@ -1,0 +1,1 @@
+"""WebDataset shard sets: deterministic writer, hours ledger and validation."""
