@@ -237,6 +237,33 @@ def replay(
     raise typer.Exit(0 if result.identical else EXIT_FAILED)
 
 
+@app.command("plan")
+def plan_launch(
+    world_size: Annotated[int, typer.Option(help="Training processes (GPUs) in the launch.")],
+    workers: Annotated[int, typer.Option(help="DataLoader workers per process.")],
+    task: Annotated[list[str] | None, typer.Option("--task", help="Tasks to check (default: all seven).")] = None,
+    split: Annotated[str, typer.Option(help="Shard split to check.")] = "train",
+    profile: ProfileOption = "storage_config/local.yaml",
+) -> None:
+    """Before a launch: does every rank and worker get shards? Says what to change when not."""
+    from uniflow.corpora.recipe import TASKS
+    from uniflow.shards.ledger import ShardSet, read_ledger
+    from uniflow.shards.plan_check import check_plan
+    from uniflow.storage import Storage
+
+    storage = Storage.from_file(profile)
+    failed = False
+    for name in task or list(TASKS):
+        ledger = read_ledger(ShardSet(storage, "shards", name, split))
+        if not ledger:
+            console.print(f"[yellow]{name}/{split}: no shards yet[/yellow]")
+            continue
+        report = check_plan(len(ledger), world_size, workers, [record.samples for record in ledger])
+        console.print(f"[bold]{name}/{split}[/bold]: {report.text()}")
+        failed |= not report.ok
+    raise typer.Exit(EXIT_FAILED if failed else 0)
+
+
 @app.command()
 def doctor(mfa_config: Annotated[Path | None, typer.Option(help="YAML with MFA settings.")] = None) -> None:
     """Check the external tools uniflow uses and say how to install what is missing."""
