@@ -237,6 +237,79 @@ def replay(
     raise typer.Exit(0 if result.identical else EXIT_FAILED)
 
 
+shards_app = typer.Typer(help="WebDataset shards: write, validate.", no_args_is_help=True)
+app.add_typer(shards_app, name="shards")
+
+
+@shards_app.command("write")
+def shards_write(
+    task: Annotated[list[str] | None, typer.Option("--task", help="Tasks (default: all seven).")] = None,
+    split: Annotated[list[str] | None, typer.Option("--split", help="Splits (default: train, valid, test).")] = None,
+    profile: ProfileOption = "storage_config/local.yaml",
+    datasets: DatasetsOption = "datasets",
+    max_samples: Annotated[int, typer.Option(help="Samples per shard at most.")] = 1000,
+    max_bytes: Annotated[int, typer.Option(help="Bytes per shard, about.")] = 1_000_000_000,
+) -> None:
+    """Pack every task's split into shards (only missing or stale ones) and update the ledgers."""
+    console.print(f"[dim]{configure_prefect()}[/dim]")
+    from flows.shard import shard_flow
+
+    try:
+        outcome = shard_flow(tasks=task, splits=split, profile=profile, datasets_dir=datasets,
+                             max_samples=max_samples, max_bytes=max_bytes)
+    except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
+        _fail(str(exc))
+    table = Table(title="Shards")
+    for column in ("task", "split", "shards", "written", "samples", "skipped"):
+        table.add_column(column)
+    for row in outcome["sets"]:
+        skipped = ", ".join(f"{reason}: {n}" for reason, n in row["skipped"].items()) or "-"
+        table.add_row(row["task"], row["split"], str(row["shards"]), str(row["written"]), str(row["samples"]), skipped)
+    console.print(table)
+    console.print(f"corpus table: {outcome['report']}")
+
+
+@shards_app.command("validate")
+def shards_validate(
+    task: Annotated[list[str] | None, typer.Option("--task", help="Tasks (default: all seven).")] = None,
+    split: Annotated[list[str] | None, typer.Option("--split", help="Splits (default: train, valid, test).")] = None,
+    profile: ProfileOption = "storage_config/local.yaml",
+) -> None:
+    """Re-read every shard: checksums, counts, required files, decodable audio. Non-zero exit on any fault."""
+    from uniflow.corpora.recipe import TASKS
+    from uniflow.shards.ledger import ShardSet, read_ledger
+    from uniflow.shards.samples import required_files
+    from uniflow.shards.validate import validate_shard_set
+    from uniflow.storage import Storage
+
+    storage = Storage.from_file(profile)
+    faults = 0
+    for name in task or list(TASKS):
+        for part in split or ["train", "valid", "test"]:
+            shard_set = ShardSet(storage, "shards", name, part)
+            if not read_ledger(shard_set) and not shard_set.tar_sizes():
+                continue
+            report = validate_shard_set(storage, "shards", name, part, required_files(name))
+            console.print(f"{name}/{part}: {report.summary()}")
+            for fault in report.faults:
+                console.print(f"  [red]{fault}[/red]")
+            faults += len(report.faults)
+    raise typer.Exit(EXIT_FAILED if faults else 0)
+
+
+@app.command()
+def report(profile: ProfileOption = "storage_config/local.yaml", datasets: DatasetsOption = "datasets") -> None:
+    """Sum the shard ledgers into the corpus table (hours per task, corpus, split vs the paper's Table 4)."""
+    from uniflow.corpora.recipe import load_plan, load_recipes
+    from uniflow.shards.report import corpus_table_markdown, publish_report
+    from uniflow.storage import Storage
+
+    storage = Storage.from_file(profile)
+    rows = publish_report(storage, load_plan(f"{datasets}/plan.yaml", load_recipes(datasets)))
+    console.print(corpus_table_markdown(rows))
+    console.print(f"written: {storage.url('reports', 'corpus.md')}")
+
+
 @app.command("plan")
 def plan_launch(
     world_size: Annotated[int, typer.Option(help="Training processes (GPUs) in the launch.")],
@@ -341,32 +414,40 @@ def demo(
     mirror_dir: Annotated[Path, typer.Option(help="Where the mini mirror is built.")] = Path("data/mirror"),
     datasets: DatasetsOption = "datasets",
 ) -> None:
-    """The main job on the embedded default: mini mirror -> acquisition -> alignment -> simulation, offline."""
+    """The main job on the embedded default: mini mirror -> acquisition -> alignment -> simulation -> shards."""
     from uniflow.corpora.recipe import load_recipes
     from uniflow.mirror.build import build_mirror
     from uniflow.mirror.serve import serve_in_background
 
-    console.rule("1/5 mini mirror")
+    console.rule("1/6 mini mirror")
     build_mirror(load_recipes(datasets), mirror_dir)
     server = serve_in_background(mirror_dir)
     os.environ["UNIFLOW_MIRROR_URL"] = server.url
     console.print(f"mirror served at {server.url}")
     try:
-        console.rule("2/5 acquisition flow (download -> verify -> extract -> manifests)")
+        console.rule("2/6 acquisition flow (download -> verify -> extract -> manifests)")
         outcome = _run_acquire(None, DEMO_PROFILE, datasets, download=True, manifests=True, workers=1)
     finally:
         server.shutdown()
     code = _report(outcome)
-    console.rule("3/5 alignment flow (TTS phone durations, SVS scores)")
+    console.rule("3/6 alignment flow (TTS phone durations, SVS scores)")
     alignment = _run_align(None, DEMO_PROFILE, datasets, "auto", 50, None, scores=True)
     _report_alignment(alignment)
-    console.rule("4/5 simulation flow (SE noisy/clean pairs, SR low-pass pairs)")
+    console.rule("4/6 simulation flow (SE noisy/clean pairs, SR low-pass pairs)")
     simulation = _run_simulate(None, DEMO_PROFILE, datasets, "processes", None, None, f"{datasets}/simulation_demo.yaml")
     _report_simulation(simulation)
-    console.rule("5/5 report")
+    console.rule("5/6 shard flow (WebDataset shards per task and split, ledger)")
+    from flows.shard import shard_flow
+
+    shards = shard_flow(profile=DEMO_PROFILE, datasets_dir=datasets, max_samples=8)
+    from uniflow.shards.report import corpus_table_markdown
+
+    console.print(corpus_table_markdown([row for row in shards["table"] if row.get("level") != "corpus"]))
+    console.rule("6/6 report")
     report_path = Path(outcome["raw"]).parent / "reports" / "demo.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps({"acquisition": outcome, "alignment": alignment, "simulation": simulation}, indent=1))
+    report_path.write_text(json.dumps({"acquisition": outcome, "alignment": alignment, "simulation": simulation,
+                                       "shards": shards}, indent=1, default=str))
     console.print(f"full report: {report_path}")
     raise typer.Exit(code)
 

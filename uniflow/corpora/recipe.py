@@ -194,12 +194,36 @@ class TaskSource(StrictModel):
     mix_with: list[str] = Field(default_factory=list)
 
 
+class ClipRule(StrictModel):
+    """How a task's samples are cut to length when shards are written (``uniflow.shards.samples``).
+
+    ``random_crop``: longer than ``max_seconds`` -> a crop of ``max_seconds`` at an offset seeded by
+    the sample key; ``drop_outside``: outside [min, max] -> skipped with its reason; ``keep``: whole.
+    Every mode skips what is shorter than ``min_seconds``. ``splits`` lists where the rule applies
+    (e.g. training crops only; evaluation keeps whole utterances).
+    """
+
+    mode: Literal["random_crop", "keep", "drop_outside"]
+    max_seconds: float | None = Field(default=None, gt=0)
+    min_seconds: float = Field(default=0.0, ge=0)
+    splits: list[Split] = Field(default_factory=lambda: ["train", "valid", "test"])
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ClipRule:
+        if self.mode in ("random_crop", "drop_outside") and self.max_seconds is None:
+            raise ValueError(f"mode {self.mode} needs max_seconds")
+        if self.max_seconds is not None and self.max_seconds < self.min_seconds:
+            raise ValueError("max_seconds must not be below min_seconds")
+        return self
+
+
 class TaskPlan(StrictModel):
     sources: list[TaskSource] = Field(min_length=1)
     sampling_weight: int = Field(default=1, ge=1, description="Round-robin repeats per cycle (task-balanced sampling).")
     time_aligned: bool
     paper_hours: float | None = None
     evaluation: list[str] = Field(default_factory=list, description="Corpora the paper evaluates this task on.")
+    clip: ClipRule | None = Field(default=None, description="Length rule applied when samples are built; None keeps all.")
 
 
 class Plan(StrictModel):
