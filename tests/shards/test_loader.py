@@ -201,7 +201,9 @@ def test_streams_shards_from_s3_compatible_server(tmp_path: Path, monkeypatch: p
             resampled=False,
             storage=storage,
         )
-        batches = list(make_loader(dataset, num_workers=2))
+        # Spawned workers: this test process has run event loops and thread pools of earlier tests,
+        # and forking it with a live s3fs session is what fsspec warns against.
+        batches = list(make_loader(dataset, num_workers=2, multiprocessing_context="spawn"))
         keys = sorted(key for batch in batches for key in batch["key"])
         assert keys == sorted(key for keys in layout.values() for key in keys)
         assert all(audio.shape[0] >= 2400 for batch in batches for audio in batch["target"])

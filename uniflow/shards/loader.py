@@ -29,7 +29,8 @@ import io
 import json
 import os
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -140,13 +141,18 @@ class _ShardSource(PipelineStage):
             yield {"url": self.urls[rng.randrange(len(self.urls))]}
 
 
-def _split_by_node(rank: int, world_size: int) -> Callable[[Iterable[Any]], Iterator[Any]]:
-    """webdataset's split_by_node with an explicit rank instead of one read from the environment."""
+@dataclass(frozen=True)
+class _SplitByNode:
+    """webdataset's split_by_node with an explicit rank instead of one read from the environment.
 
-    def split(source: Iterable[Any]) -> Iterator[Any]:
-        yield from islice(source, rank, None, world_size)
+    Pipeline stages are small classes rather than closures so the dataset pickles into spawned workers.
+    """
 
-    return split
+    rank: int
+    world_size: int
+
+    def __call__(self, source: Iterable[Any]) -> Iterator[Any]:
+        yield from islice(source, self.rank, None, self.world_size)
 
 
 def _split_by_worker(source: Iterable[Any]) -> Iterator[Any]:
@@ -198,30 +204,33 @@ class _SeededShuffle:
         yield from pool
 
 
-def _batches(batch_size: int, keep_partial: bool) -> Callable[[Iterable[Sample]], Iterator[dict[str, list[Any]]]]:
-    def batch(source: Iterable[Sample]) -> Iterator[dict[str, list[Any]]]:
+@dataclass(frozen=True)
+class _Batches:
+    batch_size: int
+    keep_partial: bool
+
+    def __call__(self, source: Iterable[Sample]) -> Iterator[dict[str, list[Any]]]:
         source = iter(source)
-        while chunk := list(islice(source, batch_size)):
-            if len(chunk) < batch_size and not keep_partial:
+        while chunk := list(islice(source, self.batch_size)):
+            if len(chunk) < self.batch_size and not self.keep_partial:
                 return
             yield collate_lists(chunk)
 
-    return batch
 
-
-def _worker_quota(batches_per_rank: int) -> Callable[[Iterable[Any]], Iterator[Any]]:
+@dataclass(frozen=True)
+class _WorkerQuota:
     """Cut a worker's endless stream so that the rank's workers together yield ``batches_per_rank``.
 
     Done inside the worker (rather than ``with_epoch`` on the loader) so each epoch ends cleanly:
     the DataLoader sees every worker finish, and the count does not depend on worker timing.
     """
 
-    def cut(source: Iterable[Any]) -> Iterator[Any]:
-        worker, workers = _worker_and_count()
-        quota = batches_per_rank // workers + (1 if worker < batches_per_rank % workers else 0)
-        yield from islice(source, quota)
+    batches_per_rank: int
 
-    return cut
+    def __call__(self, source: Iterable[Any]) -> Iterator[Any]:
+        worker, workers = _worker_and_count()
+        quota = self.batches_per_rank // workers + (1 if worker < self.batches_per_rank % workers else 0)
+        yield from islice(source, quota)
 
 
 class ShardDataset(wds.DataPipeline):
@@ -271,7 +280,7 @@ def make_dataset(
 
     source = _ShardSource(urls, resampled, seed)
     stages: list[Any] = [
-        _split_by_node(rank, world_size),
+        _SplitByNode(rank, world_size),
         _split_by_worker,
         _FsspecOpener(storage, role),
         wds.filters.pipelinefilter(tar_file_expander)(),
@@ -280,17 +289,23 @@ def make_dataset(
     if shuffle_buffer > 1:
         stages.append(_SeededShuffle(source, rank, shuffle_buffer))
     stages.append(wds.filters.map(decode_sample))
-    stages.append(_batches(batch_size, keep_partial=not resampled))
+    stages.append(_Batches(batch_size, keep_partial=not resampled))
     if batches_per_epoch is not None:
-        stages.append(_worker_quota(batches_per_epoch))
+        stages.append(_WorkerQuota(batches_per_epoch))
     return ShardDataset(source, *stages, batches_per_epoch=batches_per_epoch)
 
 
-def make_loader(dataset: ShardDataset, num_workers: int) -> wds.WebLoader:
-    """A WebLoader over ``dataset``; batching already happened in the workers (batch_size=None)."""
+def make_loader(dataset: ShardDataset, num_workers: int, multiprocessing_context: str | None = None) -> wds.WebLoader:
+    """A WebLoader over ``dataset``; batching already happened in the workers (batch_size=None).
+
+    ``multiprocessing_context="spawn"`` starts workers fresh instead of forking: safer for remote
+    (async fsspec) storage in a process that already runs event loops or threads, at the cost of
+    a slower start.
+    """
     return wds.WebLoader(
         dataset,
         batch_size=None,
         num_workers=num_workers,
         persistent_workers=False,  # workers are re-created per epoch so set_epoch reaches them
+        multiprocessing_context=multiprocessing_context if num_workers else None,
     )
