@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_writer import build_set
+from shard_set_builder import build_set
 from typer.testing import CliRunner
 
 from support import write_profile

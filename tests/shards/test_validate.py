@@ -9,8 +9,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from test_writer import build_set, make_samples, make_storage
+from shard_set_builder import build_set, make_samples
 
+from support import make_storage
 from uniflow.shards.ledger import LEDGER_NAME, ShardSet, read_ledger, write_ledger
 from uniflow.shards.validate import ValidationReport, validate_shard_set
 from uniflow.shards.writer import Sample, write_shard

@@ -2,95 +2,25 @@
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import signal
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
+from shard_set_builder import build_set, make_samples
 
+from support import make_storage
 from uniflow.shards.ledger import (
     LEDGER_NAME,
     ShardSet,
     ledger_totals,
     read_ledger,
-    shards_to_write,
-    update_ledger,
-    write_ledger,
 )
 from uniflow.shards.writer import Sample, assign_shards, shard_name, write_shard
-from uniflow.storage import ROLES, Storage, StorageProfile
-
-SAMPLE_RATE = 16000
-MAX_SAMPLES = 3
-
-
-def flac_bytes(seconds: float, frequency: float) -> bytes:
-    time_axis = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    buffer = io.BytesIO()
-    soundfile.write(buffer, 0.3 * np.sin(2 * np.pi * frequency * time_axis), SAMPLE_RATE, format="FLAC")
-    return buffer.getvalue()
-
-
-def make_samples(count: int = 10) -> dict[str, Sample]:
-    """Tiny SE-like samples from two corpora; keys carry '/' namespaces but never dots."""
-    samples = {}
-    for index in range(count):
-        corpus = "vctk" if index % 2 else "dns"
-        seconds = 0.05 + 0.01 * index
-        key = f"{corpus}/p{index:03d}"
-        meta = {"corpus": corpus, "seconds": seconds, "source": key}
-        samples[key] = Sample(
-            key,
-            {
-                "target.flac": flac_bytes(seconds, 220.0 + 10 * index),
-                "input.flac": flac_bytes(seconds, 440.0 + 10 * index),
-                "json": json.dumps(meta, sort_keys=True).encode(),
-            },
-        )
-    return samples
-
-
-def make_storage(root: Path) -> Storage:
-    return Storage(StorageProfile(name="test", roles={role: str(root / role) for role in ROLES}))
-
-
-def build_set(root: Path, pause_in_shard: int | None = None) -> list[str]:
-    """Plan, write the shards still to write, and update the ledger after each one (as the flow will).
-
-    With ``pause_in_shard`` the build prints "paused" midway through that shard and sleeps, so a
-    test can kill it there. Returns the names it wrote.
-    """
-    samples = make_samples()
-    shard_set = ShardSet(make_storage(root), "shards", "se", "train")
-    plan = assign_shards(((key, sum(map(len, sample.files.values()))) for key, sample in samples.items()), MAX_SAMPLES, 1 << 30)
-    names = [shard_set.shard_name(index) for index in range(len(plan))]
-    ledger = read_ledger(shard_set)
-    todo = shards_to_write(names, ledger, shard_set)
-    for index, name in enumerate(names):
-        if name not in todo:
-            continue
-
-        def stream(keys: list[str] = plan[index], index: int = index) -> Iterator[Sample]:
-            for position, key in enumerate(keys):
-                if index == pause_in_shard and position == 1:
-                    print("paused", flush=True)
-                    time.sleep(60)
-                yield samples[key]
-
-        record = write_shard(stream(), shard_set.url(name), shard_set.storage.fs("shards"), source_hash="abc123")
-        ledger = update_ledger(ledger, [record], names)
-        write_ledger(shard_set, ledger)
-        print(f"wrote {name}", flush=True)
-    return todo
 
 
 def test_assignment_depends_only_on_the_input() -> None:
@@ -160,7 +90,7 @@ def test_killed_build_rerun_gives_the_uninterrupted_ledger(tmp_path: Path) -> No
     clean_root, killed_root = tmp_path / "clean", tmp_path / "killed"
     build_set(clean_root)
     process = subprocess.Popen(
-        [sys.executable, __file__, str(killed_root), "2"],
+        [sys.executable, str(Path(__file__).with_name("shard_set_builder.py")), str(killed_root), "2"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[2],
@@ -190,7 +120,3 @@ def test_killed_build_rerun_gives_the_uninterrupted_ledger(tmp_path: Path) -> No
     for name in ("se-train-000000.tar", "se-train-000003.tar"):
         assert (folder / name).read_bytes() == (clean_root / "shards" / "se" / "train" / name).read_bytes()
 
-
-if __name__ == "__main__":
-    # The killed build of the test above: python test_writer.py ROOT PAUSE_IN_SHARD
-    build_set(Path(sys.argv[1]), pause_in_shard=int(sys.argv[2]))
