@@ -18,10 +18,8 @@ from flows.progress import outcomes_with_progress
 from uniflow.align.aligners import AlignerName, make_aligner, resolve_aligner_name
 from uniflow.align.score import ScoreSummary, prepare_scores
 from uniflow.align.stage import DEFAULT_CHUNK_SIZE, AlignSummary, ChunkPlan, ChunkResult, align_chunk, merge_chunks, plan_chunks
-from uniflow.corpora.recipe import load_plan, load_recipes
+from uniflow.corpora.recipe import SPLITS, load_plan, load_recipes
 from uniflow.storage import Storage
-
-SPLITS = ("train", "valid", "test")
 
 
 @task(task_run_name="plan {corpus}/{split}")

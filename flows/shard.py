@@ -14,14 +14,13 @@ from prefect import flow, get_run_logger, task
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows.progress import outcomes_with_progress
-from uniflow.corpora.recipe import TASKS, load_plan, load_recipes
+from uniflow.corpora.recipe import SPLITS, TASKS, load_plan, load_recipes
 from uniflow.shards.ledger import ShardSet, read_ledger, shards_to_write, update_ledger, write_ledger
 from uniflow.shards.report import publish_report
 from uniflow.shards.samples import SampleSource, build_sample, sample_sources
 from uniflow.shards.writer import ShardRecord, assign_shards, write_shard
 from uniflow.storage import Storage
 
-SPLITS = ("train", "valid", "test")
 DEFAULT_MAX_SAMPLES = 1000
 DEFAULT_MAX_BYTES = 1_000_000_000  # ~1 GB shards, the common WebDataset choice
 

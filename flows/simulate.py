@@ -17,9 +17,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows.progress import outcomes_with_progress
-from uniflow.corpora.recipe import load_plan, load_recipes
+from uniflow.corpora.recipe import SPLITS, load_plan, load_recipes
 from uniflow.simulate.stage import (
-    SPLITS,
     BatchResult,
     SimulationPlan,
     SimulationSummary,

@@ -276,7 +276,7 @@ def shards_validate(
     profile: ProfileOption = "storage_config/local.yaml",
 ) -> None:
     """Re-read every shard: checksums, counts, required files, decodable audio. Non-zero exit on any fault."""
-    from uniflow.corpora.recipe import TASKS
+    from uniflow.corpora.recipe import SPLITS, TASKS
     from uniflow.shards.ledger import ShardSet, read_ledger
     from uniflow.shards.samples import required_files
     from uniflow.shards.validate import validate_shard_set
@@ -285,7 +285,7 @@ def shards_validate(
     storage = Storage.from_file(profile)
     faults = 0
     for name in task or list(TASKS):
-        for part in split or ["train", "valid", "test"]:
+        for part in split or list(SPLITS):
             shard_set = ShardSet(storage, "shards", name, part)
             if not read_ledger(shard_set) and not shard_set.tar_sizes():
                 continue

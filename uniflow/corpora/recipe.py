@@ -18,6 +18,7 @@ from uniflow.config import ConfigError, StrictModel, load_yaml
 Task = Literal["tts", "svs", "t2a", "t2m", "se", "sr", "v2a", "vae"]
 TASKS: tuple[str, ...] = ("tts", "svs", "t2a", "t2m", "se", "sr", "v2a")
 Split = Literal["train", "valid", "test"]
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 # Files in datasets/ that configure the pipeline rather than describe a corpus.
 NON_RECIPE_FILES = frozenset({"plan", "instructions", "simulation", "simulation_demo"})
@@ -206,7 +207,7 @@ class ClipRule(StrictModel):
     mode: Literal["random_crop", "keep", "drop_outside"]
     max_seconds: float | None = Field(default=None, gt=0)
     min_seconds: float = Field(default=0.0, ge=0)
-    splits: list[Split] = Field(default_factory=lambda: ["train", "valid", "test"])
+    splits: list[Split] = Field(default_factory=lambda: list(SPLITS))
 
     @model_validator(mode="after")
     def _bounds(self) -> ClipRule:

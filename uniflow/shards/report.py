@@ -17,11 +17,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from uniflow.corpora.recipe import TASKS, Plan
+from uniflow.corpora.recipe import SPLITS, TASKS, Plan
 from uniflow.shards.ledger import ShardSet, read_ledger
 from uniflow.storage import Role, Storage
 
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
 ALL = "all"
 ARTIFACT_KEY = "corpus-hours-ledger"
 REPORT_NAME = "corpus"

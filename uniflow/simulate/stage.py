@@ -36,7 +36,7 @@ from pydantic import Field
 from uniflow.audio import decode_audio, encode_flac
 from uniflow.config import StrictModel, load_yaml
 from uniflow.corpora.manifest import read_manifest
-from uniflow.corpora.recipe import Plan
+from uniflow.corpora.recipe import SPLITS, Plan
 from uniflow.jsonl import encode_line
 from uniflow.simulate.errors import SimulationInputError
 from uniflow.simulate.se import SeConfig, SeParams, render_se, render_voicebank_pair, sample_se_params
@@ -44,7 +44,6 @@ from uniflow.simulate.sr import SrConfig, SrParams, render_sr, sample_sr_params
 from uniflow.storage import Storage, atomic_write
 
 SimTask = Literal["se", "sr"]
-SPLITS = ("train", "valid", "test")
 OUTPUT_RATE = 24_000
 VOICEBANK_PREFIX = "se-paired/"
 

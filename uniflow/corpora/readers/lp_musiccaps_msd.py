@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from uniflow.corpora.entry import Entry, Problem
-from uniflow.corpora.recipe import Recipe
+from uniflow.corpora.recipe import SPLITS, Recipe
 
 DATA_DIR = Path("hf/data")
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
 COLUMNS: tuple[str, ...] = (
     "track_id",
     "title",
