@@ -57,7 +57,7 @@ import scipy.signal as signal
 import soundfile as sf
 import soxr
 
-from uniflow.audio import encode_flac
+from uniflow.audio import encode_flac, encode_wav
 from uniflow.mirror import synth
 from uniflow.simulate import augment
 from uniflow.simulate.rir import DIRECT_PATH_THRESHOLD, generate_rirs
@@ -312,8 +312,11 @@ def bench_se(root: Path, args: argparse.Namespace) -> None:
 
 # -- SR ----------------------------------------------------------------------------------------------
 def reference_sr(params: Any, raw_root: Path) -> tuple[bytes, bytes]:
-    audio, rate = sf.read(raw_root / params.audio[0], always_2d=True)  # float64, the whole file
-    audio = audio.mean(axis=1)
+    """One pair as the NVSR/AudioSR scripts make it (whole files, float64, (b, a) designs, filtfilt)."""
+    audio = None
+    for relative in params.audio:  # MoisesDB: the sum of its stem files
+        data, rate = sf.read(raw_root / relative, always_2d=True)  # float64, the whole file
+        audio = data.mean(axis=1) if audio is None else audio + data.mean(axis=1)
     high = librosa.resample(audio, orig_sr=rate, target_sr=RATE, res_type="soxr_hq")
     nyquist = RATE / 2
     design = {
@@ -330,63 +333,91 @@ def reference_sr(params: Any, raw_root: Path) -> tuple[bytes, bytes]:
     low = signal.resample_poly(low, ratio.numerator, ratio.denominator)
     low = signal.resample_poly(low, ratio.denominator, ratio.numerator)[: len(high)]
     low = np.pad(low, (0, len(high) - len(low)))
-    return encode_flac(low, RATE), encode_flac(high, RATE)
+    return encode_wav(low, RATE), encode_wav(high, RATE)
+
+
+# The SR training sources of paper Table 4 as the recipes store them: (corpus, paper hours, container,
+# sample rate, channels, files summed per clip). MoisesDB has no mixture file: a clip sums its stems.
+SR_SOURCES = (
+    ("hq_tts", 85, "wav", 44_100, 1, 1),
+    ("musdb18hq", 47, "wav", 44_100, 2, 1),
+    ("moisesdb", 26, "wav", 44_100, 2, 4),
+    ("wavcaps_freesound", 158, "flac", 32_000, 1, 1),
+)
+
+
+def build_sr_inputs(root: Path, clips: int) -> dict[str, list[dict[str, Any]]]:
+    """``clips`` 10 s sources per SR corpus, in that corpus's container, rate and channel count."""
+    rng = np.random.default_rng(1)
+    speech = real_speech()
+    records: dict[str, list[dict[str, Any]]] = {}
+    for corpus, _, container, rate, channels, files in SR_SOURCES:
+        folder = root / "sr" / corpus
+        folder.mkdir(parents=True)
+        records[corpus] = []
+        for index in range(clips):
+            paths = []
+            for stem in range(files):
+                if corpus == "hq_tts":
+                    offset = int(rng.integers(0, len(speech) - int(CLIP_SECONDS * RATE)))
+                    audio = soxr.resample(speech[offset : offset + int(CLIP_SECONDS * RATE)], RATE, rate)[:, None]
+                else:
+                    mix = sum(synth.music(rng, CLIP_SECONDS, rate).values())
+                    audio = np.stack([mix, np.roll(mix, 37)], axis=1)[:, :channels]
+                audio = 0.8 * audio / np.abs(audio).max() / files
+                path = folder / f"{index:03d}_{stem}.{container}"
+                sf.write(path, audio, rate, subtype="PCM_16")
+                paths.append(path)
+            record = _record(f"{corpus}/{index:03d}", paths[0], root, rate, int(CLIP_SECONDS * rate), channels)
+            if files > 1:
+                record["extra"] = {"stems": {f"s{k}": [{"path": str(p.relative_to(root))}] for k, p in enumerate(paths)}}
+            records[corpus].append(record)
+    return records
 
 
 def bench_sr(root: Path, args: argparse.Namespace) -> None:
-    try:
-        from uniflow.simulate.sr import SrConfig, lowpass, render_sr, sample_sr_params
-    except ImportError as error:
-        print(f"SR: skipped, uniflow.simulate.sr is not importable ({error})")
-        return
-    rng = np.random.default_rng(1)
-    (root / "sr").mkdir()
-    records = []
-    for index in range(args.clips):
-        stems = synth.music(rng, CLIP_SECONDS, args.sr_rate)
-        mix = sum(stems.values())
-        stereo = np.stack([mix, np.roll(mix, 37)], axis=1)
-        stereo = 0.8 * stereo / np.abs(stereo).max()
-        # MUSDB18-HQ, MoisesDB and HQ-TTS ship WAV; WavCaps ships FLAC (--sr-format).
-        path = root / "sr" / f"song_{index:03d}.{args.sr_format}"
-        sf.write(path, stereo, args.sr_rate, subtype="PCM_16")
-        records.append(_record(f"bench/song_{index:03d}", path, root, args.sr_rate, len(stereo), 2))
+    from uniflow.simulate.sr import SrConfig, render_sr, sample_sr_params
+
     config = SrConfig(seed=1)
-    params, skipped = sample_sr_params(records, config, "train")
-    assert params and not skipped, skipped
-    print(f"\nSR inputs: {len(params)} x {CLIP_SECONDS:g} s music {args.sr_format.upper()} {args.sr_rate} Hz stereo")
+    records = build_sr_inputs(root, max(4, args.clips // len(SR_SOURCES)))
+    total_hours = sum(hours for _, hours, *_ in SR_SOURCES)
+    print("\nSR inputs, per corpus of paper Table 4 (the headline weighs each by its hours):")
+    seconds: dict[str, dict[str, float]] = {"ours": {}, "reference": {}, "ours_flac": {}}
+    all_params = []
+    for corpus, hours, container, rate, channels, files in SR_SOURCES:
+        params, skipped = sample_sr_params(records[corpus], config, "train")
+        assert params and not skipped, skipped
+        all_params += params
 
-    def ours_sr(item: Any) -> tuple[bytes, bytes]:
-        low, high = render_sr(item, root, config)
-        return encode_flac(low, RATE), encode_flac(high, RATE)
+        def ours_sr(item: Any, encode: Callable[[np.ndarray, int], bytes] = encode_wav) -> tuple[bytes, bytes]:
+            low, high = render_sr(item, root, config)
+            return encode(low, RATE), encode(high, RATE)
 
-    def ours_sr_render_only(item: Any) -> Any:
-        return render_sr(item, root, config)
-
-    ours = statistics.fmean(time_each(ours_sr, params, args.repeats))
-    reference = statistics.fmean(time_each(lambda p: reference_sr(p, root), params, max(1, args.repeats - 1)))
-    print()
-    report("SR low-pass pairs", ours, reference, 1000.0)
-    render_only = statistics.fmean(time_each(ours_sr_render_only, params, args.repeats))
-    print(f"  without the FLAC encoding of both outputs: ours {CLIP_SECONDS / render_only:.0f}x")
-    targets = {item.key: render_sr(item, root, config)[1] for item in params}
-
-    def ours_lowpass(item: Any) -> np.ndarray:
-        return lowpass(
-            targets[item.key],
-            RATE,
-            item.filter_type,
-            item.order,
-            item.cutoff_hz,
-            item.ripple_db,
-            item.stopband_db,
-            item.resample_method,
+        seconds["ours"][corpus] = statistics.fmean(time_each(ours_sr, params, args.repeats))
+        seconds["ours_flac"][corpus] = statistics.fmean(time_each(lambda p: ours_sr(p, encode_flac), params, args.repeats))
+        seconds["reference"][corpus] = statistics.fmean(
+            time_each(lambda p: reference_sr(p, root), params, max(1, args.repeats - 1))
+        )
+        layout = f"{container.upper()} {rate} Hz {'stereo' if channels == 2 else 'mono'}" + (
+            f", {files} stems" if files > 1 else ""
+        )
+        print(
+            f"  {corpus:<18} {hours:>4} h  {layout:<32} ours {CLIP_SECONDS / seconds['ours'][corpus]:>5.0f}x"
+            f"  (FLAC outputs {CLIP_SECONDS / seconds['ours_flac'][corpus]:>4.0f}x)"
+            f"  reference {CLIP_SECONDS / seconds['reference'][corpus]:>4.0f}x"
         )
 
-    lowpass_only = statistics.fmean(time_each(ours_lowpass, params, args.repeats))
-    print(f"  the low-pass alone (24 kHz float32 in memory, no file I/O): ours {CLIP_SECONDS / lowpass_only:.0f}x")
+    def weighted(times: dict[str, float]) -> float:
+        return sum(times[corpus] * hours / total_hours for corpus, hours, *_ in SR_SOURCES)
+
+    print()
+    report("SR low-pass pairs (Table 4 mix)", weighted(seconds["ours"]), weighted(seconds["reference"]), 1000.0)
+    print(
+        f"  with FLAC instead of WAV outputs: ours {CLIP_SECONDS / weighted(seconds['ours_flac']):.0f}x"
+        " (the stage writes 16-bit WAV; the shard stage encodes FLAC once, after cutting)"
+    )
     if args.profile:
-        profile(ours_sr, params, "SR")
+        profile(lambda p: render_sr(p, root, config), all_params, "SR")
 
 
 def main() -> None:
@@ -397,8 +428,6 @@ def main() -> None:
     parser.add_argument("--noise-seconds", type=float, default=30.0)
     parser.add_argument("--noise-rate", type=int, default=48_000)
     parser.add_argument("--noise-channels", type=int, default=2, choices=(1, 2))
-    parser.add_argument("--sr-rate", type=int, default=44_100)
-    parser.add_argument("--sr-format", choices=("flac", "wav"), default="flac", help="container of the SR sources")
     parser.add_argument("--only", choices=("se", "sr"), default=None)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of our renderers")
     args = parser.parse_args()

@@ -24,6 +24,17 @@ def encode_flac(audio: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
+def encode_wav(audio: np.ndarray, sample_rate: int) -> bytes:
+    """16-bit PCM WAV bytes of a float signal: the same samples ``encode_flac`` stores, at no encoding cost.
+
+    The simulation stage writes its pairs as WAV because the shard stage cuts and re-encodes them to
+    FLAC anyway; FLAC there would be encoded twice and decoded once for nothing.
+    """
+    buffer = io.BytesIO()
+    sf.write(buffer, to_pcm16(audio), sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
 def decode_audio(data: bytes, dtype: str = "float32") -> tuple[np.ndarray, int]:
     """Samples and rate of encoded audio (FLAC, WAV, Ogg...)."""
     samples, rate = sf.read(io.BytesIO(data), dtype=dtype)

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from support import DATASETS, make_storage
-from uniflow.audio import encode_flac
+from uniflow.audio import encode_wav
 from uniflow.corpora.recipe import load_plan
 from uniflow.jsonl import encode_jsonl_gz
 from uniflow.shards.samples import SAMPLE_RATE, build_sample, sample_sources
@@ -203,12 +203,12 @@ def make_simulation(storage, task: str, split: str, pairs: dict[str, float], don
             noisy = (target + 0.1 * rng.standard_normal(target.size)).clip(-1, 1)
             meta = {"key": key, "snr_db": 5.0, "seed": 11, "kind": "simulated", "seconds": seconds}
             params.append(meta)
-            for name, data in ((f"{key}.input.flac", encode_flac(noisy, 24000)), (f"{key}.target.flac", encode_flac(target, 24000)),
+            for name, data in ((f"{key}.input.wav", encode_wav(noisy, 24000)), (f"{key}.target.wav", encode_wav(target, 24000)),
                                (f"{key}.json", json.dumps(meta, sort_keys=True).encode())):
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 archive.addfile(info, io.BytesIO(data))
-            rendered[key] = tuple(decode(encode_flac(x, 24000), "int16")[0] for x in (noisy, target))
+            rendered[key] = tuple(decode(encode_wav(x, 24000), "int16")[0] for x in (noisy, target))
     (folder / "batch_00000.params.jsonl").write_text("".join(json.dumps(p) + "\n" for p in params))
     (folder / "plan.json").write_text(json.dumps({"task": task, "split": split, "batches": 1}))
     if done:
@@ -319,8 +319,9 @@ def test_real_sr_pairs_and_svs_scores_become_samples(staged) -> None:
         sample = build_sample(storage, source)
         meta = json.loads(sample.files["json"])
         assert meta["simulation"] == json.loads(rendered[f"{source.key}.json"]) and "cutoff_hz" in meta["simulation"]
-        if source.crop_seed is None:  # within 5 s: the rendered pair, byte for byte
-            assert sample.files["input.flac"] == rendered[f"{source.key}.input.flac"]
+        if source.crop_seed is None:  # within 5 s: the rendered pair, sample for sample
+            stored = decode(rendered[f"{source.key}.input.wav"], "int16")[0]
+            np.testing.assert_array_equal(decode(sample.files["input.flac"], "int16")[0], stored)
         assert len(decode(sample.files["input.flac"])[0]) == len(decode(sample.files["target.flac"])[0])
     svs = sample_sources(storage, plan, "svs", "train")
     assert svs and not svs.skipped

@@ -65,9 +65,10 @@ def test_every_pair_is_complete_aligned_and_24k(built) -> None:
             files = members(storage, task, index)
             for name in [n for n in files if n.endswith(".json")]:
                 key = name[: -len(".json")]
-                source, rate = sf.read(io.BytesIO(files[f"{key}.input.flac"]))
-                target, rate_t = sf.read(io.BytesIO(files[f"{key}.target.flac"]))
+                source, rate = sf.read(io.BytesIO(files[f"{key}.input.wav"]))
+                target, rate_t = sf.read(io.BytesIO(files[f"{key}.target.wav"]))
                 assert rate == rate_t == 24000 and len(source) == len(target) > 0
+                assert sf.info(io.BytesIO(files[f"{key}.input.wav"])).subtype == "PCM_16"
                 assert json.loads(files[name])["key"] == key
 
 

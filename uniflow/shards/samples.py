@@ -51,6 +51,7 @@ from uniflow.corpora.manifest import manifest_name, read_manifest
 from uniflow.corpora.recipe import ClipRule, Plan
 from uniflow.jsonl import iter_jsonl_gz
 from uniflow.shards.writer import Sample, check_key
+from uniflow.simulate.stage import PAIR_MEMBERS
 from uniflow.storage import Role, Storage
 
 SAMPLES_VERSION = 1
@@ -259,8 +260,11 @@ def _pair_sources(
                     seconds_by_key[key] = float(json.loads(handle.read())["seconds"])
         for key in sorted(seconds_by_key):
             found = members[key]
-            if not {"input.flac", "target.flac"} <= set(found):
-                raise RuntimeError(f"{batch}.tar: pair {key} lacks {sorted({'input.flac', 'target.flac'} - set(found))}")
+            if not set(PAIR_MEMBERS) <= set(found):
+                raise RuntimeError(
+                    f"{batch}.tar: pair {key} lacks {sorted(set(PAIR_MEMBERS) - set(found))}; "
+                    "run `uniflow simulate` again to re-render batches of an older layout"
+                )
             window = clip_window(key, seconds_by_key[key], rule)
             if isinstance(window, str):
                 skipped[window] += 1
@@ -321,10 +325,10 @@ def _read_record_audio(storage: Storage, source: SampleSource, config: SampleCon
     return mono
 
 
-def _crop_flac(data: bytes, first: int, length: int) -> tuple[bytes, int]:
-    """A sample-exact cut of 16-bit FLAC (decoded as int16, so nothing is requantised), and its length."""
+def _flac_of_pcm(data: bytes, first: int = 0, length: int | None = None) -> tuple[bytes, int]:
+    """16-bit FLAC of a sample-exact cut of 16-bit audio (read as int16, so nothing is requantised), and its length."""
     pcm, rate = sf.read(io.BytesIO(data), dtype="int16")
-    piece = pcm[first : first + length]
+    piece = pcm[first : None if length is None else first + length]
     buffer = io.BytesIO()
     sf.write(buffer, piece, rate, format="FLAC", subtype="PCM_16")
     return buffer.getvalue(), len(piece)
@@ -333,23 +337,25 @@ def _crop_flac(data: bytes, first: int, length: int) -> tuple[bytes, int]:
 def _pair_files(storage: Storage, source: SampleSource) -> tuple[dict[str, bytes], float, dict[str, Any]]:
     """input.flac and target.flac of a rendered pair (cut at the same offset when clipped), and its json."""
     assert source.pair is not None
-    files: dict[str, bytes] = {}
+    stored: dict[str, bytes] = {}
     with storage.open("work", source.pair["tar"]) as handle:
-        for extension in ("input.flac", "target.flac", "json"):
-            offset, size = source.pair["members"][extension]
+        for member in (*PAIR_MEMBERS, "json"):
+            offset, size = source.pair["members"][member]
             handle.seek(offset)
-            files[extension] = handle.read(size)
-    simulation = json.loads(files.pop("json"))
-    if source.crop_seed is None:
-        return files, source.source_seconds, simulation
-    first, length = round(source.offset_seconds * SAMPLE_RATE), round(source.seconds * SAMPLE_RATE)
+            stored[member] = handle.read(size)
+    simulation = json.loads(stored.pop("json"))
+    first, length = 0, None
+    if source.crop_seed is not None:
+        first, length = round(source.offset_seconds * SAMPLE_RATE), round(source.seconds * SAMPLE_RATE)
+    files: dict[str, bytes] = {}
     lengths = set()
-    for extension in ("input.flac", "target.flac"):
-        files[extension], kept = _crop_flac(files[extension], first, length)
+    for member, name in zip(PAIR_MEMBERS, ("input.flac", "target.flac"), strict=True):
+        files[name], kept = _flac_of_pcm(stored[member], first, length)
         lengths.add(kept)
     if len(lengths) != 1:
         raise ValueError(f"{source.key}: input and target differ in length after the crop ({sorted(lengths)})")
-    return files, lengths.pop() / SAMPLE_RATE, simulation
+    seconds = lengths.pop() / SAMPLE_RATE
+    return files, (source.source_seconds if source.crop_seed is None else seconds), simulation
 
 
 def _task_fields(source: SampleSource, simulation: dict[str, Any] | None) -> dict[str, Any]:
