@@ -21,7 +21,7 @@ Split = Literal["train", "valid", "test"]
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 # Files in datasets/ that configure the pipeline rather than describe a corpus.
-NON_RECIPE_FILES = frozenset({"plan", "instructions", "simulation", "simulation_demo"})
+NON_RECIPE_FILES = frozenset({"plan", "instructions", "simulation", "simulation_demo", "features"})
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _HEX = re.compile(r"^[0-9a-f]+$")
 
@@ -227,12 +227,23 @@ class TaskPlan(StrictModel):
     clip: ClipRule | None = Field(default=None, description="Length rule applied when samples are built; None keeps all.")
 
 
+# The domains of paper Table 6, which Table 7 reports reconstruction quality for.
+VaeDomain = Literal["speech", "singing", "music", "general_audio"]
+VAE_DOMAINS: tuple[str, ...] = ("speech", "singing", "music", "general_audio")
+
+
 class Plan(StrictModel):
     """Which corpora feed which task (paper Table 4) and how tasks are balanced in training."""
 
     tasks: dict[Literal["tts", "svs", "t2a", "t2m", "se", "sr", "v2a"], TaskPlan]
-    vae_corpora: list[str] = Field(default_factory=list, description="Corpora of paper Table 6 (VAE training).")
+    vae_corpora: dict[VaeDomain, list[str]] = Field(
+        default_factory=dict, description="Corpora of paper Table 6 (VAE training), by domain."
+    )
     paper_total_hours: float | None = None
+
+    def vae_domain_of(self) -> dict[str, str]:
+        """Corpus -> its Table 6 domain, for every VAE corpus."""
+        return {corpus: domain for domain, corpora in self.vae_corpora.items() for corpus in corpora}
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -274,7 +285,11 @@ def load_plan(path: str | Path, recipes: dict[str, Recipe]) -> Plan:
             for i, source in enumerate(task.sources)
             for j, noise in enumerate(source.mix_with)
         ]
-    named += [(f"vae_corpora[{i}]", corpus) for i, corpus in enumerate(plan.vae_corpora)]
+    named += [
+        (f"vae_corpora.{domain}[{i}]", corpus)
+        for domain, corpora in plan.vae_corpora.items()
+        for i, corpus in enumerate(corpora)
+    ]
     unknown = [f"  {path}: {field}: {corpus!r} has no recipe" for field, corpus in named if corpus not in recipes]
     if unknown:
         raise ConfigError(f"{path}: names corpora without a recipe in datasets/\n" + "\n".join(unknown))
