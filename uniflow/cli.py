@@ -298,6 +298,44 @@ def shards_validate(
 
 
 @app.command()
+def features(
+    task: Annotated[list[str] | None, typer.Option("--task", help="Tasks (default: every task with shards).")] = None,
+    split: Annotated[list[str] | None, typer.Option("--split", help="Splits (default: train, valid, test).")] = None,
+    profile: ProfileOption = "storage_config/local.yaml",
+    encoders: Annotated[str, typer.Option(help="Frozen encoders file (models, paths, dtypes).")] = "datasets/features.yaml",
+    instructions: Annotated[str, typer.Option(help="Task instructions to embed ('' to skip).")] = "datasets/instructions.yaml",
+    device: Annotated[str, typer.Option(help="auto (cuda when present), cpu, cuda or cuda:N.")] = "auto",
+    vae_dtype: Annotated[str, typer.Option(help="VAE dtype: fp32, bf16 or fp16 (half is checked against fp32).")] = "fp32",
+    batch_frames: Annotated[int | None, typer.Option(help="Padded latent frames per VAE forward pass.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes on CPU (default: all cores; one per GPU on CUDA).")] = None,
+    verify: Annotated[str, typer.Option(help="How reused feature shards are checked: size or sha256.")] = "size",
+) -> None:
+    """Write a feature shard (VAE latents, T5, CLIP, speaker) per audio shard; only those whose cache key changed."""
+    console.print(f"[dim]{configure_prefect()}[/dim]")
+    from flows.features import run_features
+
+    if verify not in ("size", "sha256"):
+        _fail(f"--verify must be size or sha256, not {verify!r}")
+    try:
+        outcome = run_features(tasks=task, splits=split, profile=profile, encoders_path=encoders,
+                               instructions_path=instructions or None, device=device, vae_dtype=vae_dtype,
+                               batch_frames=batch_frames, workers=workers, verify=verify)
+    except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
+        _fail(str(exc))
+    table = Table(title=f"Feature shards ({outcome['device']}, {outcome['workers']} worker(s))")
+    for column in ("task", "split", "shards", "computed", "reused", "failed", "skipped samples", "hours"):
+        table.add_column(column)
+    for row in outcome["sets"]:
+        skipped = ", ".join(f"{reason}: {n}" for reason, n in row["skipped"].items()) or "-"
+        table.add_row(row["task"], row["split"], str(row["shards"]), str(row["computed"]), str(row["reused"]),
+                      str(row["failed"]), skipped, f"{row['hours']:.4f}")
+    console.print(table)
+    if "instructions" in outcome:
+        state = "written" if outcome["instructions"]["written"] else "unchanged"
+        console.print(f"instruction embeddings ({state}): {outcome['instructions']['url']}")
+
+
+@app.command()
 def report(profile: ProfileOption = "storage_config/local.yaml", datasets: DatasetsOption = "datasets") -> None:
     """Sum the shard ledgers into the corpus table (hours per task, corpus, split vs the paper's Table 4)."""
     from uniflow.corpora.recipe import load_plan, load_recipes
@@ -450,6 +488,90 @@ def demo(
                                        "shards": shards}, indent=1, default=str))
     console.print(f"full report: {report_path}")
     raise typer.Exit(code)
+
+
+vae_app = typer.Typer(help="The waveform VAE: train it on the Table 6 corpora, evaluate it per domain.", no_args_is_help=True)
+app.add_typer(vae_app, name="vae")
+VaeConfigOption = Annotated[Path | None, typer.Option("--config", help="VAE training YAML (fields left out take the paper's values).")]
+VaePresetOption = Annotated[str | None, typer.Option("--preset", help="tiny (minutes on a CPU) or paper (default).")]
+
+
+def _vae_config(config: Path | None, preset: str | None, datasets: str) -> Any:
+    from uniflow.train.vae import VaeTrainConfig, load_vae_train_config
+
+    if config is not None and preset is not None:
+        _fail("give --config or --preset, not both")
+    try:
+        loaded = load_vae_train_config(config) if config is not None else VaeTrainConfig.preset(preset or "paper")
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise
+    data = loaded.data.model_copy(update={"datasets": datasets, "plan": f"{datasets}/plan.yaml"})
+    return loaded.model_copy(update={"data": data})
+
+
+def _print_vae_evaluation(results: dict[str, dict[str, float]], title: str) -> None:
+    table = Table(title=title)
+    for column in ("domain", "clips", "MSE", "SNR (dB)"):
+        table.add_column(column, justify="left" if column == "domain" else "right")
+    for domain, row in results.items():
+        table.add_row(domain, str(row["clips"]), f"{row['mse']:.3e}", f"{row['snr_db']:.2f}")
+    console.print(table)
+
+
+@vae_app.command("train")
+def vae_train(
+    config: VaeConfigOption = None,
+    preset: VaePresetOption = None,
+    profile: ProfileOption = "storage_config/local.yaml",
+    datasets: DatasetsOption = "datasets",
+    steps: Annotated[int | None, typer.Option(help="Total steps to reach (overrides the config).")] = None,
+    run_name: Annotated[str, typer.Option("--run-name", help="Checkpoints go to <checkpoints>/vae/<run name>/.")] = "default",
+    init_from: Annotated[Path | None, typer.Option("--init-from", help="Start from this VAE directory (config.json + model.safetensors).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its latest checkpoint.")] = False,
+) -> None:
+    """Train the VAE (Accelerate: run under `accelerate launch` for several processes or GPUs)."""
+    from uniflow.storage import Storage
+    from uniflow.train.vae import train_vae
+
+    settings = _vae_config(config, preset, datasets)
+    if steps is not None:
+        settings = settings.model_copy(update={"steps": steps})
+    try:
+        result = train_vae(settings, Storage.from_file(profile), run_name, init_from=init_from, resume=resume,
+                           progress=sys.stderr.isatty())
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        raise
+    if result.initial_evaluation:
+        _print_vae_evaluation(result.initial_evaluation, "held-out reconstruction at step 0")
+    if result.final_evaluation:
+        _print_vae_evaluation(result.final_evaluation, f"held-out reconstruction at step {result.step}")
+    console.print(f"step {result.step}; checkpoint: {result.checkpoint}")
+
+
+@vae_app.command("evaluate")
+def vae_evaluate(
+    vae: Annotated[Path, typer.Option("--vae", help="VAE directory (config.json + model.safetensors).")],
+    config: VaeConfigOption = None,
+    preset: VaePresetOption = None,
+    profile: ProfileOption = "storage_config/local.yaml",
+    datasets: DatasetsOption = "datasets",
+    out: Annotated[Path | None, typer.Option(help="Where evaluation.json/.md go (default: the VAE directory).")] = None,
+) -> None:
+    """MSE and SNR (dB) of the VAE's reconstructions of held-out clips, per domain (paper Table 7)."""
+    from uniflow.model.vae import PretrainedLoadError
+    from uniflow.storage import Storage
+    from uniflow.train.vae import evaluate_pretrained
+
+    settings = _vae_config(config, preset, datasets)
+    try:
+        results = evaluate_pretrained(Storage.from_file(profile), vae, settings, out)
+    except (ConfigError, PretrainedLoadError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        raise
+    _print_vae_evaluation(results, f"held-out reconstruction of {vae}")
+    console.print(f"written: {(out or vae) / 'evaluation.json'}")
 
 
 def main() -> None:

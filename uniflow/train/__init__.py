@@ -1,0 +1,1 @@
+"""Trainers: the waveform VAE (and later the flow-matching backbone)."""
