@@ -322,6 +322,10 @@ def features(
                                batch_frames=batch_frames, workers=workers, verify=verify)
     except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
         _fail(str(exc))
+    _report_features(outcome)
+
+
+def _report_features(outcome: dict[str, Any]) -> None:
     table = Table(title=f"Feature shards ({outcome['device']}, {outcome['workers']} worker(s))")
     for column in ("task", "split", "shards", "computed", "reused", "failed", "skipped samples", "hours"):
         table.add_column(column)
@@ -452,42 +456,79 @@ def demo(
     mirror_dir: Annotated[Path, typer.Option(help="Where the mini mirror is built.")] = Path("data/mirror"),
     datasets: DatasetsOption = "datasets",
 ) -> None:
-    """The main job on the embedded default: mini mirror -> acquisition -> alignment -> simulation -> shards."""
+    """The main job on the embedded default: mini mirror -> acquisition -> alignment -> simulation -> shards
+    -> VAE training -> feature shards."""
     from uniflow.corpora.recipe import load_recipes
     from uniflow.mirror.build import build_mirror
     from uniflow.mirror.serve import serve_in_background
 
-    console.rule("1/6 mini mirror")
+    console.rule("1/8 mini mirror")
     build_mirror(load_recipes(datasets), mirror_dir)
     server = serve_in_background(mirror_dir)
     os.environ["UNIFLOW_MIRROR_URL"] = server.url
     console.print(f"mirror served at {server.url}")
     try:
-        console.rule("2/6 acquisition flow (download -> verify -> extract -> manifests)")
+        console.rule("2/8 acquisition flow (download -> verify -> extract -> manifests)")
         outcome = _run_acquire(None, DEMO_PROFILE, datasets, download=True, manifests=True, workers=1)
     finally:
         server.shutdown()
     code = _report(outcome)
-    console.rule("3/6 alignment flow (TTS phone durations, SVS scores)")
+    console.rule("3/8 alignment flow (TTS phone durations, SVS scores)")
     alignment = _run_align(None, DEMO_PROFILE, datasets, "auto", 50, None, scores=True)
     _report_alignment(alignment)
-    console.rule("4/6 simulation flow (SE noisy/clean pairs, SR low-pass pairs)")
+    console.rule("4/8 simulation flow (SE noisy/clean pairs, SR low-pass pairs)")
     simulation = _run_simulate(None, DEMO_PROFILE, datasets, "processes", None, None, f"{datasets}/simulation_demo.yaml")
     _report_simulation(simulation)
-    console.rule("5/6 shard flow (WebDataset shards per task and split, ledger)")
+    console.rule("5/8 shard flow (WebDataset shards per task and split, ledger)")
     from flows.shard import shard_flow
 
     shards = shard_flow(profile=DEMO_PROFILE, datasets_dir=datasets, max_samples=8)
     from uniflow.shards.report import corpus_table_markdown
 
     console.print(corpus_table_markdown([row for row in shards["table"] if row.get("level") != "corpus"]))
-    console.rule("6/6 report")
+    console.rule(f"6/8 VAE training (tiny preset, {DEMO_VAE_STEPS} steps on the Table 6 corpora)")
+    vae = _demo_vae(datasets)
+    console.rule("7/8 feature flow (frozen VAE, T5, CLIP and speaker encoders -> feature shards)")
+    from flows.features import run_features
+
+    features = run_features(profile=DEMO_PROFILE, encoders_path=f"{datasets}/features_demo.yaml",
+                            instructions_path=f"{datasets}/instructions.yaml", device="cpu")
+    _report_features(features)
+    console.rule("8/8 report")
     report_path = Path(outcome["raw"]).parent / "reports" / "demo.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps({"acquisition": outcome, "alignment": alignment, "simulation": simulation,
-                                       "shards": shards}, indent=1, default=str))
+                                       "shards": shards, "vae": vae, "features": features}, indent=1, default=str))
     console.print(f"full report: {report_path}")
     raise typer.Exit(code)
+
+
+DEMO_VAE_STEPS = 60
+
+
+def _demo_vae(datasets: str) -> dict[str, Any]:
+    """A short tiny-VAE run for the demo, plus the tiny T5 and CLIP the demo's features config names.
+
+    The tiny text and video encoders are random-initialised models of the real classes, saved with
+    ``save_pretrained`` and loaded back by the feature stage's real loading code (nothing is downloaded).
+    """
+    from uniflow.features.text import save_tiny_text_encoder
+    from uniflow.features.video import save_tiny_video_encoder
+    from uniflow.storage import Storage
+    from uniflow.train.vae import train_vae
+
+    storage = Storage.from_file(DEMO_PROFILE)
+    models = storage.path("checkpoints").parent / "models"
+    for name, save in (("tiny-t5", save_tiny_text_encoder), ("tiny-clip", save_tiny_video_encoder)):
+        if not (models / name).is_dir():
+            save(models / name)
+    settings = _vae_config(None, "tiny", datasets).model_copy(
+        update={"steps": DEMO_VAE_STEPS, "checkpoint_every": DEMO_VAE_STEPS})
+    # resume: a second demo run continues the same run (and stops at once when it is complete)
+    result = train_vae(settings, storage, "demo", resume=True)
+    if result.final_evaluation:
+        _print_vae_evaluation(result.final_evaluation, f"VAE reconstruction at step {result.step} (held-out clips)")
+    return {"step": result.step, "checkpoint": str(result.checkpoint), "evaluation": result.final_evaluation}
 
 
 vae_app = typer.Typer(help="The waveform VAE: train it on the Table 6 corpora, evaluate it per domain.", no_args_is_help=True)
@@ -572,6 +613,112 @@ def vae_evaluate(
         raise
     _print_vae_evaluation(results, f"held-out reconstruction of {vae}")
     console.print(f"written: {(out or vae) / 'evaluation.json'}")
+
+
+def _train_settings(config: str, datasets: str, steps: int | None, vae: Path | None) -> Any:
+    """A preset name (tasks and weights from <datasets>/plan.yaml) or a training YAML, with the overrides."""
+    from uniflow.train.trainer import resolve_train_config
+
+    try:
+        settings = resolve_train_config(config, datasets)
+    except (ConfigError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        raise
+    updates: dict[str, Any] = {}
+    if steps is not None:
+        updates["steps"] = steps
+    if vae is not None:
+        updates["vae_dir"] = str(vae)
+    return settings.model_copy(update=updates)
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[str, typer.Option("--config", help="tiny, small, medium or large (paper setup), or a training YAML.")] = "small",
+    profile: Annotated[str, typer.Option("--profile", "--storage", "-p", help="Storage profile YAML (roles -> URLs).", envvar="UNIFLOW_PROFILE")] = "storage_config/local.yaml",
+    datasets: DatasetsOption = "datasets",
+    steps: Annotated[int | None, typer.Option(help="Total optimizer steps to reach (overrides the config).")] = None,
+    run_name: Annotated[str, typer.Option("--run-name", help="Checkpoints go to <checkpoints>/uniflow/<run name>/.")] = "default",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its latest checkpoint.")] = False,
+    vae: Annotated[Path | None, typer.Option("--vae", help="VAE directory: samples at checkpoints are decoded to audio.")] = None,
+    num_processes: Annotated[int, typer.Option("--num-processes", help="Re-launch through `accelerate launch` with N local processes.")] = 1,
+    accelerate_config: Annotated[Path | None, typer.Option("--accelerate-config", help="Re-launch with this Accelerate config (configs/accelerate/).")] = None,
+) -> None:
+    """Train UniFlow-Audio on the feature shards (one process here, or re-launched on several with Accelerate)."""
+    from uniflow.storage import Storage
+    from uniflow.train.data import DataPlanError, require_data_plan
+    from uniflow.train.trainer import NonFiniteLossError, accelerate_command, launch_world_size, train
+
+    settings = _train_settings(config, datasets, steps, vae)
+    if num_processes > 1 or accelerate_config is not None:
+        # A rank without data is caught here, before any process starts (train() checks again in each rank).
+        try:
+            require_data_plan(Storage.from_file(profile), settings.data, launch_world_size(num_processes, accelerate_config))
+        except (DataPlanError, FileNotFoundError) as exc:
+            _fail(str(exc))
+        inner = ["--config", config, "--profile", profile, "--datasets", datasets, "--run-name", run_name]
+        inner += ["--steps", str(settings.steps)] + (["--resume"] if resume else []) + (["--vae", str(vae)] if vae else [])
+        command = accelerate_command(inner, num_processes=num_processes, accelerate_config=accelerate_config)
+        console.print(f"[dim]{' '.join(command)}[/dim]")
+        raise typer.Exit(subprocess.run(command, check=False).returncode)
+    try:
+        result = train(settings, Storage.from_file(profile), run_name, resume=resume, progress=sys.stderr.isatty())
+    except (ConfigError, DataPlanError, NonFiniteLossError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        raise
+    from accelerate.state import PartialState
+
+    if not PartialState().is_main_process:
+        return
+    table = Table(title=f"validation loss at step {result.step}")
+    for column in ("task", "loss"):
+        table.add_column(column)
+    for task, value in result.validation.items():
+        table.add_row(task, f"{value:.4f}")
+    console.print(table)
+    console.print(f"step {result.step}; {result.nonfinite_steps} non-finite step(s) skipped; checkpoint: {result.checkpoint}")
+
+
+@app.command()
+def generate(
+    task: Annotated[str, typer.Option(help="tts, svs, t2a, t2m, se, sr or v2a.")],
+    model: Annotated[Path, typer.Option(help="UniFlow-Audio directory (config.json, model.safetensors, svs_vocab.json).")],
+    vae: Annotated[Path, typer.Option(help="VAE directory (config.json + model.safetensors).")],
+    out: Annotated[Path, typer.Option(help="Output audio file (.flac or .wav, 24 kHz).")],
+    encoders: Annotated[str, typer.Option(help="Frozen encoders file (T5, CLIP, speaker model paths).")] = "datasets/features.yaml",
+    text: Annotated[str | None, typer.Option(help="TTS: the sentence to speak.")] = None,
+    speaker_audio: Annotated[Path | None, typer.Option("--speaker-audio", help="TTS: reference recording of the voice.")] = None,
+    score: Annotated[Path | None, typer.Option(help="SVS: score JSON (phones, midi, note_seconds, slur, singer).")] = None,
+    caption: Annotated[str | None, typer.Option(help="T2A/T2M: the description.")] = None,
+    audio: Annotated[Path | None, typer.Option(help="SE/SR: the input recording.")] = None,
+    video: Annotated[Path | None, typer.Option(help="V2A: the input video.")] = None,
+    instruction: Annotated[str | None, typer.Option(help="Instruction text (default: the task's instruction at --instruction-index).")] = None,
+    instruction_index: Annotated[int, typer.Option("--instruction-index", help="Which of the task's 10 instructions (0-based).")] = 0,
+    instructions_table: Annotated[Path | None, typer.Option("--instructions-table", help="Precomputed t5_embeddings.safetensors.")] = None,
+    instructions: Annotated[str, typer.Option(help="Instruction texts, embedded live when no table is given.")] = "datasets/instructions.yaml",
+    steps: Annotated[int, typer.Option(help="Euler steps.")] = 25,
+    cfg: Annotated[float, typer.Option(help="Guidance scale (SE and SR always use none).")] = 5.0,
+    sway: Annotated[float, typer.Option(help="Sway sampling coefficient (0: uniform steps).")] = -1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the starting noise.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+) -> None:
+    """Generate 24 kHz audio for one input of a task (text, score, caption, audio or video)."""
+    from uniflow.features.config import load_encoders_config
+    from uniflow.features.frozen import FrozenEncoderError
+    from uniflow.infer.generate import GenerationError, Generator, generate_to_file
+    from uniflow.model.vae import PretrainedLoadError
+
+    try:
+        generator = Generator(model, vae, load_encoders_config(encoders), device, instructions_table, instructions)
+        path, result = generate_to_file(
+            generator, task, out, instruction=instruction, instruction_index=instruction_index, steps=steps,
+            guidance_scale=cfg, sway_coefficient=sway, seed=seed, text=text, speaker_audio=speaker_audio,
+            score=score, caption=caption, audio=audio, video=video,
+        )  # fmt: skip
+    except (ConfigError, GenerationError, PretrainedLoadError, FrozenEncoderError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        raise
+    console.print(f"{task}: {result.seconds:.2f} s ({result.latent_frames} latent frames) -> {path}")
 
 
 def main() -> None:

@@ -73,7 +73,8 @@ class VaeConfig(StrictModel):
 
     @classmethod
     def tiny(cls) -> VaeConfig:
-        return cls(channels=8, latent_dim=16)
+        # the paper's 128 latent channels (what every later stage expects), at a toy width
+        return cls(channels=8, latent_dim=128)
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, dilation: int = 1, bias: bool = True) -> nn.Module:

@@ -1,0 +1,1 @@
+"""Generation: samplers that integrate the flow-matching velocity field from noise to latents."""
