@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -12,14 +11,11 @@ import pytest
 import soundfile as sf
 import torch
 
-# Before transformers is imported: a hub name must fail fast instead of reaching the network.
-os.environ["HF_HUB_OFFLINE"] = "1"
-
-from uniflow.features.config import load_encoders_config  # noqa: E402
-from uniflow.infer.generate import GenerationError, Generator, generate_to_file, read_score  # noqa: E402
-from uniflow.model.content import collate_content  # noqa: E402
-from uniflow.model.uniflow_audio import UniflowAudio, UniflowAudioConfig  # noqa: E402
-from uniflow.model.vae import UniflowVae, VaeConfig  # noqa: E402
+from uniflow.features.config import load_encoders_config
+from uniflow.infer.generate import GenerationError, Generator, generate_to_file, read_score
+from uniflow.model.content import collate_content
+from uniflow.model.uniflow_audio import UniflowAudio, UniflowAudioConfig
+from uniflow.model.vae import UniflowVae, VaeConfig
 
 SPEECH = sorted(Path("/usr/share/pocketsphinx/test/data/librivox").glob("*.wav"))
 SCORE = {

@@ -95,3 +95,14 @@ def test_dropping_to_dummies_puts_one_valid_dummy_context_token() -> None:
     assert new_mask[0].tolist() == [True, False, False, False, False] and new_mask[1].all()
     with pytest.raises(ValueError, match="needs dummy_ta"):
         drop_conditions(drop, ta, context, mask, "dummies")
+
+
+def test_a_fixed_sigma_replaces_the_drawn_flow_times() -> None:
+    """Validation scores every sample at one flow time (0.5): z = (z0 + noise) / 2 there."""
+    z0 = torch.randn(3, 5, 4)
+    batch = make_training_batch(z0, FlowMatchingConfig(), generator=torch.Generator().manual_seed(0), sigma=0.5)
+    assert torch.equal(batch.sigma, torch.full((3,), 0.5))
+    noise = batch.target + z0
+    torch.testing.assert_close(batch.noisy, (z0 + noise) / 2)
+    with pytest.raises(ValueError, match="outside"):
+        make_training_batch(z0, FlowMatchingConfig(), sigma=1.5)

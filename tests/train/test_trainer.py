@@ -114,8 +114,8 @@ class NanAt(nn.Module):
         self.inner, self.config = inner, inner.config
         self.calls, self.after, self.count = calls or set(), after, 0
 
-    def forward(self, batch, generator: torch.Generator | None = None):
-        output = self.inner(batch, generator=generator)
+    def forward(self, batch, generator: torch.Generator | None = None, sigma: float | None = None):
+        output = self.inner(batch, generator=generator, sigma=sigma)
         if not self.training:
             return output
         self.count += 1

@@ -72,13 +72,20 @@ def make_training_batch(
     config: FlowMatchingConfig,
     latent_mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    sigma: float | None = None,
 ) -> FlowMatchingBatch:
-    """Draw sigma and noise for clean latents z0 (B, T, C); noise at padded frames is zero (it is never scored)."""
-    sigma = sample_sigma(z0.shape[0], config, z0.device, generator)
+    """Draw sigma (or take the fixed ``sigma``, e.g. 0.5 for validation) and noise for clean latents z0 (B, T, C);
+    noise at padded frames is zero (it is never scored)."""
+    if sigma is None:
+        sigmas = sample_sigma(z0.shape[0], config, z0.device, generator)
+    else:
+        if not 0.0 <= sigma <= 1.0:
+            raise ValueError(f"sigma {sigma} is outside [0, 1]")
+        sigmas = torch.full((z0.shape[0],), float(sigma), device=z0.device)
     noise = torch.randn(z0.shape, device=z0.device, dtype=z0.dtype, generator=generator)
     if latent_mask is not None:
         noise = noise * latent_mask[..., None].to(noise.dtype)
-    return FlowMatchingBatch(interpolate(z0, noise, sigma), sigma, velocity_target(z0, noise))
+    return FlowMatchingBatch(interpolate(z0, noise, sigmas), sigmas, velocity_target(z0, noise))
 
 
 def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -317,9 +317,12 @@ class UniflowAudio(nn.Module):
         return self.backbone(noisy, sigma, latent_mask, conditions.ta_content, conditions.context, conditions.context_mask)
 
     # -- training ---------------------------------------------------------------------------------------------
-    def forward(self, batch: TrainBatch, generator: torch.Generator | None = None) -> ModelOutput:
+    def forward(
+        self, batch: TrainBatch, generator: torch.Generator | None = None, sigma: float | None = None
+    ) -> ModelOutput:
         """The training loss of a `uniflow.train.data.TrainBatch`. `generator` seeds sigma, noise and CFG dropout
-        (it must live on the batch's device). CFG dropout happens only in training mode."""
+        (it must live on the batch's device). CFG dropout happens only in training mode. A fixed `sigma` (validation
+        at flow time 0.5) replaces the drawn flow times."""
         config = self.config
         content_batch: ContentBatch = batch.content
         tasks = tuple(batch.tasks)
@@ -333,7 +336,7 @@ class UniflowAudio(nn.Module):
         if self.training and config.flow.cfg_drop_prob > 0:
             drop = cfg_drop_mask(len(tasks), config.flow.cfg_drop_prob, latent_mask.device, generator)
             conditions = Conditions(*self._drop(drop, conditions))
-        flow_batch = make_training_batch(batch.latents, config.flow, latent_mask, generator)
+        flow_batch = make_training_batch(batch.latents, config.flow, latent_mask, generator, sigma)
         prediction = self.velocity(flow_batch.noisy, flow_batch.sigma, conditions, latent_mask)
         flow, per_task = flow_matching_loss(prediction, flow_batch.target, latent_mask, tasks)
         durations = duration_losses(

@@ -33,14 +33,12 @@ Guards
 Logging (rank 0): ``log.jsonl`` in the run folder and every Accelerate tracker configured and installed
 (TensorBoard by default): total and per-term losses, the flow loss per task, learning rate, gradient
 norm, the task mix achieved so far beside its target, the share of step time spent waiting for data,
-and validation losses per task on the held-out shards with fixed noise: at the fixed flow time
-``valid_sigma`` (0.5, as the authors) when the model's ``forward`` takes ``sigma=``, else at flow times
-drawn from a generator seeded the same way every time (``forward(batch, generator=...)``).
+and validation losses per task on the held-out shards at the fixed flow time ``valid_sigma`` (0.5, as
+the authors) with noise from a generator seeded the same way every time.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -108,7 +106,7 @@ class TrainConfig(StrictModel):
     keep_checkpoints: int = Field(default=2, ge=1)  # the authors keep the last 2
     log_every: int = Field(default=1, ge=1)
     validate_every: int | None = Field(default=None, ge=1)  # None: at each checkpoint
-    valid_sigma: float = Field(default=0.5, gt=0, lt=1)  # used when the model's forward takes sigma=
+    valid_sigma: float = Field(default=0.5, gt=0, lt=1)  # flow time of the validation loss
     valid_max_batches: int = Field(default=20, ge=1)  # per task and rank
     generate_items: int = Field(default=4, ge=0)  # validation items generated at each checkpoint
     generate_steps: int = Field(default=25, ge=1)
@@ -204,13 +202,6 @@ def batch_to(batch: TrainBatch, device: torch.device) -> TrainBatch:
     return replace(batch, **moved)
 
 
-def _accepts(function: Callable[..., Any], name: str) -> bool:
-    try:
-        return name in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def constant_with_warmup(warmup_steps: int) -> Callable[[int], float]:
     """LR factor: linear from 0 over ``warmup_steps`` optimizer steps, then 1 (transformers' schedule)."""
     return _WarmupFactor(warmup_steps)
@@ -269,17 +260,9 @@ def _step_statistics(output: Any, batch: TrainBatch, device: torch.device) -> to
 
 # -- validation and samples -----------------------------------------------------------------------------------
 def _validation_forward(model: nn.Module, batch: TrainBatch, sigma: float, seed: int) -> Any:
-    """The model's loss at flow time ``sigma`` for every sample, with noise from a generator seeded by ``seed``.
-
-    The flow time is passed as ``sigma=`` when the model's forward takes it; a forward without it draws its
-    flow times from the same seeded generator, which still makes validation losses comparable between runs."""
-    forward = model.module.forward if hasattr(model, "module") else model.forward
-    options: dict[str, Any] = {}
-    if _accepts(forward, "sigma"):
-        options["sigma"] = sigma
-    if _accepts(forward, "generator"):
-        options["generator"] = torch.Generator(device=batch.latents.device).manual_seed(seed)
-    return model(batch, **options)
+    """The model's loss at flow time ``sigma`` for every sample, with noise from a generator seeded by ``seed``."""
+    generator = torch.Generator(device=batch.latents.device).manual_seed(seed)
+    return model(batch, generator=generator, sigma=sigma)
 
 
 @torch.no_grad()
@@ -382,15 +365,10 @@ def _take_rows(batch: TrainBatch, row: int) -> TrainBatch:
 
 def _generate_latents(model: nn.Module, item: TrainBatch, config: TrainConfig) -> tuple[torch.Tensor, int]:
     """(T, 128) latents generated for a one-sample batch, and their valid length."""
-    generate = model.generate
-    options: dict[str, Any] = {}
-    for name, value in (("steps", config.generate_steps), ("seed", config.seed)):
-        if _accepts(generate, name):
-            options[name] = value
-    result = generate(item.content, item.instruction, item.instruction_mask, **options)
-    latents = result.latents if hasattr(result, "latents") else result[0]
-    lengths = result.lengths if hasattr(result, "lengths") else result[1]
-    return latents[0].detach().float().cpu(), int(lengths[0])
+    result = model.generate(
+        item.content, item.instruction, item.instruction_mask, steps=config.generate_steps, seed=config.seed
+    )
+    return result.latents[0].detach().float().cpu(), int(result.lengths[0])
 
 
 def write_samples(model: nn.Module, batches: dict[str, TrainBatch], config: TrainConfig, directory: Path) -> list[Path]:
