@@ -54,6 +54,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import multiprocessing
+import multiprocessing.context
 import random
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -511,6 +513,19 @@ class _MixedStream(IterableDataset):
 
 
 # -- the training stream of one rank ----------------------------------------------------------------------
+def worker_context(name: str) -> multiprocessing.context.BaseContext:
+    """How DataLoader workers start. ``forkserver`` (the default) forks them from a clean single-threaded
+    server that has this module preloaded: forking the trainer itself copies whatever threads it runs
+    (Prefect's API and log threads, Accelerate, CUDA), and a worker forked next to Prefect's threads
+    dies at exit with code 1. ``fork`` is the fastest start where none of that runs; ``spawn`` the
+    slowest and safest."""
+    context = multiprocessing.get_context(name)
+    if name == "forkserver":
+        # takes effect when the server starts (the first loader); later calls change nothing
+        context.set_forkserver_preload([__name__])
+    return context
+
+
 class TrainStream:
     """Endless training batches of one rank, epoch after epoch, with an exact-resume state.
 
@@ -527,7 +542,7 @@ class TrainStream:
         world_size: int = 1,
         instructions: InstructionTable | None = None,
         vocab: SvsVocab | None = None,
-        multiprocessing_context: str | None = None,
+        multiprocessing_context: str = "forkserver",
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size}")
@@ -556,7 +571,7 @@ class TrainStream:
         self.instructions.check(self.urls, config.instructions_per_task)
         self.vocab = vocab or SvsVocab()
         self.dataset = _MixedStream(config, self.urls, self.cycle, self.instructions, self.vocab, storage, rank, world_size)
-        self.multiprocessing_context = multiprocessing_context
+        self.multiprocessing_context = worker_context(multiprocessing_context)
         self.epoch = 0
         self.batches = 0  # batches received in this epoch
         self.positions: dict[int, dict[str, Any]] = {}
