@@ -513,6 +513,17 @@ class _MixedStream(IterableDataset):
 
 
 # -- the training stream of one rank ----------------------------------------------------------------------
+class _SharingStrategy:
+    """Worker start-up: use the trainer's tensor sharing strategy (``file_system`` hands a batch over about
+    three times faster than the default); forkserver workers do not inherit it as forked ones do."""
+
+    def __init__(self, strategy: str) -> None:
+        self.strategy = strategy
+
+    def __call__(self, worker_id: int) -> None:
+        torch.multiprocessing.set_sharing_strategy(self.strategy)
+
+
 def worker_context(name: str) -> multiprocessing.context.BaseContext:
     """How DataLoader workers start. ``forkserver`` (the default) forks them from a clean single-threaded
     server that has this module preloaded: forking the trainer itself copies whatever threads it runs
@@ -605,6 +616,7 @@ class TrainStream:
             num_workers=workers,
             pin_memory=self.config.pin_memory and torch.cuda.is_available(),
             multiprocessing_context=self.multiprocessing_context if workers else None,
+            worker_init_fn=_SharingStrategy(torch.multiprocessing.get_sharing_strategy()) if workers else None,
         )
 
     def epoch_batches(self) -> Iterator[TrainBatch]:
