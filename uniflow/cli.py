@@ -601,7 +601,7 @@ def vae_evaluate(
     out: Annotated[Path | None, typer.Option(help="Where evaluation.json/.md go (default: the VAE directory).")] = None,
 ) -> None:
     """MSE and SNR (dB) of the VAE's reconstructions of held-out clips, per domain (paper Table 7)."""
-    from uniflow.model.vae import PretrainedLoadError
+    from uniflow.model.pretrained import PretrainedLoadError
     from uniflow.storage import Storage
     from uniflow.train.vae import evaluate_pretrained
 
@@ -706,7 +706,7 @@ def generate(
     from uniflow.features.config import load_encoders_config
     from uniflow.features.frozen import FrozenEncoderError
     from uniflow.infer.generate import GenerationError, Generator, generate_to_file
-    from uniflow.model.vae import PretrainedLoadError
+    from uniflow.model.pretrained import PretrainedLoadError
 
     try:
         generator = Generator(model, vae, load_encoders_config(encoders), device, instructions_table, instructions)

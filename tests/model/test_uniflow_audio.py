@@ -13,9 +13,9 @@ import torch
 
 from uniflow.infer.sampler import EulerSampler
 from uniflow.model.content import ContentSample, collate_content
+from uniflow.model.pretrained import PretrainedLoadError
 from uniflow.model.tasks import TASKS, TIME_ALIGNED_TASKS
 from uniflow.model.uniflow_audio import UniflowAudio, UniflowAudioConfig
-from uniflow.model.vae import PretrainedLoadError
 from uniflow.train.data import TrainBatch
 
 PAPER_TOTALS = {"small": 208e6, "medium": 395e6, "large": 847e6}

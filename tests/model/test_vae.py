@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from uniflow.model.vae import PretrainedLoadError, UniflowVae, VaeConfig, kl_loss
+from uniflow.model.pretrained import PretrainedLoadError
+from uniflow.model.vae import UniflowVae, VaeConfig, kl_loss
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ from uniflow.config import StrictModel
 from uniflow.features.config import TASK_ENCODERS as FROZEN_TASK_ENCODERS
 from uniflow.features.config import EncodersConfig, encoders_for_tasks, load_encoders
 from uniflow.features.latents import LatentEncoder, LatentSettings, Posterior, stored_latents
-from uniflow.shards.ledger import ShardSet, encode_ledger, read_ledger
+from uniflow.shards.ledger import ShardSet, read_ledger, write_ledger
 from uniflow.shards.writer import Sample, ShardRecord, write_shard
 from uniflow.storage import Storage
 
@@ -372,22 +372,12 @@ def feature_set(storage: Storage, task: str, split: str) -> ShardSet:
 
 def read_feature_ledger(shard_set: ShardSet) -> list[FeatureShardRecord]:
     """The feature ledger's records (empty when there is none yet)."""
-    if not shard_set.storage.exists(shard_set.role, shard_set.task, shard_set.split, "ledger.jsonl"):
-        return []
-    text = shard_set.storage.read_text(shard_set.role, shard_set.task, shard_set.split, "ledger.jsonl")
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(FeatureShardRecord.model_validate_json(line))
-            except ValueError as exc:
-                raise ValueError(f"{shard_set.url('ledger.jsonl')}: line {number}: {exc}") from None
-    return records
+    return read_ledger(shard_set, FeatureShardRecord)
 
 
 def write_feature_ledger(shard_set: ShardSet, records: list[FeatureShardRecord]) -> None:
     """Replace the feature ledger atomically, sorted by shard name."""
-    shard_set.storage.write_text(shard_set.role, shard_set.task, shard_set.split, "ledger.jsonl", text=encode_ledger(records))
+    write_ledger(shard_set, records)
 
 
 @dataclass

@@ -45,10 +45,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from pydantic import Field, model_validator
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from uniflow.config import ConfigError, StrictModel, validate_data
+from uniflow.config import StrictModel
 from uniflow.infer.sampler import DEFAULT_GUIDANCE_SCALE, EulerSampler, guidance_scales
 from uniflow.model.adapter import AdapterConfig, CrossAttentionAdapter
 from uniflow.model.content import ContentBatch, ContentConfig, ContentEncoder, MidiEncoderConfig, PhonemeEncoderConfig
@@ -68,15 +67,13 @@ from uniflow.model.flow_matching import (
     flow_matching_loss,
     make_training_batch,
 )
+from uniflow.model.pretrained import PretrainedLoadError, load_weights, read_config, save_config_and_weights
 from uniflow.model.tasks import time_aligned_mask
-from uniflow.model.vae import PretrainedLoadError
 from uniflow.train.vocab import SvsVocab
 
 if TYPE_CHECKING:
     from uniflow.train.data import TrainBatch
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 PRESETS: tuple[str, ...] = ("small", "medium", "large", "tiny")
 # Variants whose ineffective stream is a learnable dummy: dual fusion, and input fusion (Table 3 changes only
 # where the time-aligned content enters, so it keeps the dummies).
@@ -434,11 +431,7 @@ class UniflowAudio(nn.Module):
                 f"the SVS vocabulary ({len(self.svs_vocab.phones)} phones, {len(self.svs_vocab.singers)} singers) does "
                 f"not fit the MIDI encoder ({midi.phone_vocab_size} phones, {midi.num_singers} singers)"
             )
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(self.config.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+        directory = save_config_and_weights(self, self.config, directory)
         self.svs_vocab.save(directory)
         return directory
 
@@ -446,37 +439,8 @@ class UniflowAudio(nn.Module):
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> UniflowAudio:
         """Rebuild from `config.json`, load `model.safetensors` strictly and the SVS vocabulary; errors name the file."""
         directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise PretrainedLoadError(
-                    f"{path}: file not found (a UniFlow-Audio model needs {CONFIG_FILE} and {WEIGHTS_FILE})"
-                )
-        try:
-            data = json.loads(config_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise PretrainedLoadError(f"{config_path}: invalid JSON: {exc}") from None
-        try:
-            config = validate_data(data, UniflowAudioConfig, str(config_path))
-        except ConfigError as exc:
-            raise PretrainedLoadError(str(exc)) from None
-        model = cls(config)
-        try:
-            state = load_file(str(weights_path), device=str(map_location))
-        except Exception as exc:  # safetensors raises its own error types for corrupt files
-            raise PretrainedLoadError(f"{weights_path}: cannot read safetensors: {exc}") from None
-        expected = model.state_dict()
-        problems = [f"missing {name}" for name in expected if name not in state]
-        problems += [f"unexpected {name}" for name in state if name not in expected]
-        problems += [
-            f"{name} has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}"
-            for name, tensor in expected.items()
-            if name in state and state[name].shape != tensor.shape
-        ]
-        if problems:
-            listed = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-            raise PretrainedLoadError(f"{weights_path}: weights do not match {config_path.name}: {listed}")
-        model.load_state_dict(state, strict=True)
+        model = cls(read_config(directory, UniflowAudioConfig, "a UniFlow-Audio model"))
+        load_weights(model, directory, map_location)
         try:
             model.svs_vocab = SvsVocab.load(directory)
         except (ValueError, KeyError, json.JSONDecodeError) as exc:

@@ -3,25 +3,17 @@ activations that turns 24 kHz mono audio into 128-channel latents at 1/480 of th
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from pydantic import model_validator
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from uniflow.config import ConfigError, StrictModel, validate_data
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-
-
-class PretrainedLoadError(ValueError):
-    """A pretrained VAE directory is missing a file or its weights do not fit the config beside them."""
+from uniflow.config import StrictModel
+from uniflow.model.pretrained import load_weights, read_config, save_config_and_weights
 
 
 class VaeConfig(StrictModel):
@@ -223,52 +215,14 @@ class UniflowVae(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write `config.json` and `model.safetensors` into `directory` (created if needed)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(self.config.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-        return directory
+        return save_config_and_weights(self, self.config, directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> UniflowVae:
         """Rebuild from `config.json` and load `model.safetensors` strictly; errors name the offending file."""
-        directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise PretrainedLoadError(f"{path}: file not found (a pretrained VAE needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-        try:
-            data = json.loads(config_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise PretrainedLoadError(f"{config_path}: invalid JSON: {exc}") from None
-        try:
-            config = validate_data(data, VaeConfig, str(config_path))
-        except ConfigError as exc:
-            raise PretrainedLoadError(str(exc)) from None
-        model = cls(config)
-        try:
-            state = load_file(str(weights_path), device=str(map_location))
-        except Exception as exc:  # safetensors raises its own error types for corrupt files
-            raise PretrainedLoadError(f"{weights_path}: cannot read safetensors: {exc}") from None
-        problems = _state_mismatches(model.state_dict(), state)
-        if problems:
-            listed = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-            raise PretrainedLoadError(f"{weights_path}: weights do not match {config_path.name}: {listed}")
-        model.load_state_dict(state, strict=True)
+        model = cls(read_config(directory, VaeConfig, "a pretrained VAE"))
+        load_weights(model, directory, map_location)
         return model.to(map_location)
 
     def num_parameters(self) -> int:
         return sum(parameter.numel() for parameter in self.parameters())
-
-
-def _state_mismatches(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> list[str]:
-    """Missing keys, unexpected keys and shape differences, one line each."""
-    problems = [f"missing {name}" for name in expected if name not in found]
-    problems += [f"unexpected {name}" for name in found if name not in expected]
-    problems += [
-        f"{name} has shape {tuple(found[name].shape)}, expected {tuple(tensor.shape)}"
-        for name, tensor in expected.items()
-        if name in found and found[name].shape != tensor.shape
-    ]
-    return problems

@@ -10,9 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from uniflow.shards.writer import ShardRecord, shard_name
 from uniflow.storage import Role, Storage
+
+RecordT = TypeVar("RecordT", bound=BaseModel)
 
 LEDGER_NAME = "ledger.jsonl"
 
@@ -65,8 +70,9 @@ class ShardSet:
         return len(stale)
 
 
-def read_ledger(shard_set: ShardSet) -> list[ShardRecord]:
-    """The ledger's records (empty when the set has no ledger yet)."""
+def read_ledger(shard_set: ShardSet, record_type: type[RecordT] = ShardRecord) -> list[RecordT]:  # type: ignore[assignment]
+    """The ledger's records (empty when the set has no ledger yet); `record_type` reads other ledgers
+    of the same layout (the feature stage's)."""
     if not shard_set.storage.exists(shard_set.role, shard_set.task, shard_set.split, LEDGER_NAME):
         return []
     text = shard_set.storage.read_text(shard_set.role, shard_set.task, shard_set.split, LEDGER_NAME)
@@ -74,13 +80,13 @@ def read_ledger(shard_set: ShardSet) -> list[ShardRecord]:
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
-                records.append(ShardRecord.model_validate_json(line))
+                records.append(record_type.model_validate_json(line))
             except ValueError as exc:
                 raise ValueError(f"{shard_set.url(LEDGER_NAME)}: line {number}: {exc}") from None
     return records
 
 
-def encode_ledger(records: Iterable[ShardRecord]) -> str:
+def encode_ledger(records: Iterable[RecordT]) -> str:
     ordered = sorted(records, key=lambda record: record.name)
     names = [record.name for record in ordered]
     if len(set(names)) != len(names):
@@ -88,7 +94,7 @@ def encode_ledger(records: Iterable[ShardRecord]) -> str:
     return "".join(json.dumps(record.model_dump(), ensure_ascii=False, separators=(",", ":")) + "\n" for record in ordered)
 
 
-def write_ledger(shard_set: ShardSet, records: Iterable[ShardRecord]) -> None:
+def write_ledger(shard_set: ShardSet, records: Iterable[RecordT]) -> None:
     """Replace the ledger atomically with ``records`` sorted by shard name."""
     shard_set.storage.write_text(shard_set.role, shard_set.task, shard_set.split, LEDGER_NAME, text=encode_ledger(records))
 
