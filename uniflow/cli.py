@@ -456,79 +456,61 @@ def demo(
     mirror_dir: Annotated[Path, typer.Option(help="Where the mini mirror is built.")] = Path("data/mirror"),
     datasets: DatasetsOption = "datasets",
 ) -> None:
-    """The main job on the embedded default: mini mirror -> acquisition -> alignment -> simulation -> shards
-    -> VAE training -> feature shards."""
-    from uniflow.corpora.recipe import load_recipes
-    from uniflow.mirror.build import build_mirror
-    from uniflow.mirror.serve import serve_in_background
+    """The main job on the embedded default: the rebuild flow on the demo profile (mini mirror -> acquisition
+    -> alignment -> simulation -> shards -> tiny VAE -> feature shards), with a report of every stage."""
+    console.print(f"[dim]{configure_prefect()}[/dim]")
+    console.rule("rebuild flow, demo profile: mirror -> acquire -> align -> simulate -> shard -> VAE -> features")
+    from flows.rebuild import rebuild_flow
 
-    console.rule("1/8 mini mirror")
-    build_mirror(load_recipes(datasets), mirror_dir)
-    server = serve_in_background(mirror_dir)
-    os.environ["UNIFLOW_MIRROR_URL"] = server.url
-    console.print(f"mirror served at {server.url}")
-    try:
-        console.rule("2/8 acquisition flow (download -> verify -> extract -> manifests)")
-        outcome = _run_acquire(None, DEMO_PROFILE, datasets, download=True, manifests=True, workers=1)
-    finally:
-        server.shutdown()
-    code = _report(outcome)
-    console.rule("3/8 alignment flow (TTS phone durations, SVS scores)")
-    alignment = _run_align(None, DEMO_PROFILE, datasets, "auto", 50, None, scores=True)
-    _report_alignment(alignment)
-    console.rule("4/8 simulation flow (SE noisy/clean pairs, SR low-pass pairs)")
-    simulation = _run_simulate(None, DEMO_PROFILE, datasets, "processes", None, None, f"{datasets}/simulation_demo.yaml")
-    _report_simulation(simulation)
-    console.rule("5/8 shard flow (WebDataset shards per task and split, ledger)")
-    from flows.shard import shard_flow
-
-    shards = shard_flow(profile=DEMO_PROFILE, datasets_dir=datasets, max_samples=8)
-    from uniflow.shards.report import corpus_table_markdown
-
-    console.print(corpus_table_markdown([row for row in shards["table"] if row.get("level") != "corpus"]))
-    console.rule(f"6/8 VAE training (tiny preset, {DEMO_VAE_STEPS} steps on the Table 6 corpora)")
-    vae = _demo_vae(datasets)
-    console.rule("7/8 feature flow (frozen VAE, T5, CLIP and speaker encoders -> feature shards)")
-    from flows.features import run_features
-
-    features = run_features(profile=DEMO_PROFILE, encoders_path=f"{datasets}/features_demo.yaml",
-                            instructions_path=f"{datasets}/instructions.yaml", device="cpu")
-    _report_features(features)
-    console.rule("8/8 report")
-    report_path = Path(outcome["raw"]).parent / "reports" / "demo.json"
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps({"acquisition": outcome, "alignment": alignment, "simulation": simulation,
-                                       "shards": shards, "vae": vae, "features": features}, indent=1, default=str))
-    console.print(f"full report: {report_path}")
-    raise typer.Exit(code)
+    outcome = rebuild_flow(profile="demo", datasets_dir=datasets, mirror_dir=str(mirror_dir))
+    raise typer.Exit(_report_rebuild(outcome))
 
 
-DEMO_VAE_STEPS = 60
-
-
-def _demo_vae(datasets: str) -> dict[str, Any]:
-    """A short tiny-VAE run for the demo, plus the tiny T5 and CLIP the demo's features config names.
-
-    The tiny text and video encoders are random-initialised models of the real classes, saved with
-    ``save_pretrained`` and loaded back by the feature stage's real loading code (nothing is downloaded).
-    """
-    from uniflow.features.text import save_tiny_text_encoder
-    from uniflow.features.video import save_tiny_video_encoder
+def _report_rebuild(outcome: dict[str, Any]) -> int:
+    """Print every stage's table; the exit code is the acquisition's (3 when a gated corpus waits)."""
     from uniflow.storage import Storage
-    from uniflow.train.vae import train_vae
 
-    storage = Storage.from_file(DEMO_PROFILE)
-    models = storage.path("checkpoints").parent / "models"
-    for name, save in (("tiny-t5", save_tiny_text_encoder), ("tiny-clip", save_tiny_video_encoder)):
-        if not (models / name).is_dir():
-            save(models / name)
-    settings = _vae_config(None, "tiny", datasets).model_copy(
-        update={"steps": DEMO_VAE_STEPS, "checkpoint_every": DEMO_VAE_STEPS})
-    # resume: a second demo run continues the same run (and stops at once when it is complete)
-    result = train_vae(settings, storage, "demo", resume=True)
-    if result.final_evaluation:
-        _print_vae_evaluation(result.final_evaluation, f"VAE reconstruction at step {result.step} (held-out clips)")
-    return {"step": result.step, "checkpoint": str(result.checkpoint), "evaluation": result.final_evaluation}
+    code = _report(outcome["acquire"]) if "acquire" in outcome else 0
+    if "align" in outcome:
+        _report_alignment(outcome["align"])
+    if "simulate" in outcome:
+        _report_simulation(outcome["simulate"])
+    if "shard" in outcome:
+        from uniflow.shards.report import corpus_table_markdown
+
+        console.print(corpus_table_markdown([row for row in outcome["shard"]["table"] if row.get("level") != "corpus"]))
+    if outcome.get("vae") and outcome["vae"]["evaluation"]:
+        _print_vae_evaluation(outcome["vae"]["evaluation"], f"demo VAE at step {outcome['vae']['step']} (held-out clips)")
+    if "features" in outcome:
+        _report_features(outcome["features"])
+    report_path = Storage.from_file(outcome["storage_profile"]).path("reports") / "rebuild.json"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(outcome, indent=1, default=str))
+    console.print(f"full report: {report_path}")
+    return code
+
+
+@app.command()
+def rebuild(
+    profile: Annotated[str, typer.Option("--profile", help="demo (the mini mirror) or full (the real sources).")] = "full",
+    storage: Annotated[str | None, typer.Option("--storage", help="Storage profile (default: the profile's own).")] = None,
+    datasets: DatasetsOption = "datasets",
+    stage: Annotated[list[str] | None, typer.Option("--stage", help="Only these stages (acquire, align, simulate, shard, features).")] = None,
+    mirror_dir: Annotated[Path, typer.Option(help="Where the mini mirror is built (demo).")] = Path("data/mirror"),
+) -> None:
+    """All data stages in order as one Prefect flow; each resumes from what its outputs already hold."""
+    if profile not in ("demo", "full"):
+        _fail(f"--profile must be demo or full, not {profile!r}")
+    console.print(f"[dim]{configure_prefect()}[/dim]")
+    from flows.rebuild import rebuild_flow
+
+    try:
+        outcome = rebuild_flow(profile=profile, storage_profile=storage, datasets_dir=datasets, mirror_dir=str(mirror_dir),
+                               stages=stage or None)
+    except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
+        _fail(str(exc))
+        raise
+    raise typer.Exit(_report_rebuild(outcome))
 
 
 vae_app = typer.Typer(help="The waveform VAE: train it on the Table 6 corpora, evaluate it per domain.", no_args_is_help=True)
