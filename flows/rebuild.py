@@ -91,8 +91,10 @@ def rebuild_flow(
     datasets_dir: str = "datasets",
     mirror_dir: str = "data/mirror",
     stages: list[str] | None = None,
+    demo_vae_steps: int | None = None,
 ) -> dict[str, Any]:
-    """Run the data stages in order (``stages``: a subset of acquire, align, simulate, shard, features)."""
+    """Run the data stages in order (``stages``: a subset of acquire, align, simulate, shard, features);
+    ``demo_vae_steps`` overrides the demo profile's tiny-VAE steps."""
     logger = get_run_logger()
     settings = PROFILES[profile]
     storage_profile = storage_profile or settings.storage
@@ -110,9 +112,10 @@ def rebuild_flow(
     if "shard" in chosen:
         outcome["shard"] = shard_flow(profile=storage_profile, datasets_dir=datasets_dir, max_samples=settings.max_samples)
     if "features" in chosen:
-        if settings.demo_vae_steps:
-            logger.info("demo: tiny VAE (%d steps) and tiny text/video encoders before the features", settings.demo_vae_steps)
-            outcome["vae"] = prepare_demo_models(Storage.from_file(storage_profile), datasets_dir, settings.demo_vae_steps)
+        vae_steps = demo_vae_steps if demo_vae_steps is not None and settings.demo_vae_steps else settings.demo_vae_steps
+        if vae_steps:
+            logger.info("demo: tiny VAE (%d steps) and tiny text/video encoders before the features", vae_steps)
+            outcome["vae"] = prepare_demo_models(Storage.from_file(storage_profile), datasets_dir, vae_steps)
         outcome["features"] = run_features(
             profile=storage_profile,
             encoders_path=f"{datasets_dir}/{settings.encoders}",

@@ -491,6 +491,28 @@ def _report_rebuild(outcome: dict[str, Any]) -> int:
 
 
 @app.command()
+def status(
+    profile: ProfileOption = "storage_config/local.yaml",
+    datasets: DatasetsOption = "datasets",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of markdown tables.")] = False,
+) -> None:
+    """Per stage and task: done, partial, missing or failed, with counts and hours, read from the outputs.
+
+    Exit status 0 when everything is done, 1 when a stage failed, 2 when something is missing or partial."""
+    from uniflow.corpora.recipe import load_plan, load_recipes
+    from uniflow.status import status as build_status
+    from uniflow.storage import Storage
+
+    try:
+        report = build_status(Storage.from_file(profile), load_plan(f"{datasets}/plan.yaml", load_recipes(datasets)), datasets)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        raise
+    print(json.dumps(report.to_json(), indent=1) if as_json else report.markdown())
+    raise typer.Exit(report.exit_code())
+
+
+@app.command()
 def rebuild(
     profile: Annotated[str, typer.Option("--profile", help="demo (the mini mirror) or full (the real sources).")] = "full",
     storage: Annotated[str | None, typer.Option("--storage", help="Storage profile (default: the profile's own).")] = None,
