@@ -111,6 +111,10 @@ class TrainConfig(StrictModel):
     generate_items: int = Field(default=4, ge=0)  # validation items generated at each checkpoint
     generate_steps: int = Field(default=25, ge=1)
     vae_dir: str | None = None  # decode generated latents to audio with this VAE
+    # Widths of the frozen features the tiny model reads (the paper sizes take Flan-T5-large's and CLIP's 1024).
+    tiny_feature_dims: dict[Literal["text", "video", "instruction"], int] = Field(
+        default_factory=lambda: {"text": 16, "video": 16, "instruction": 16}
+    )
     max_consecutive_nonfinite: int = Field(default=10, ge=1)
     # How DataLoader workers hand batches over: "file_system" names shared-memory files, which costs the
     # training process about a third of "file_descriptor" (a socket round trip per tensor; ~20 per batch).
@@ -184,7 +188,12 @@ def build_model(config: TrainConfig) -> nn.Module:
         return UniflowAudio.from_pretrained(config.init_from)
     if config.model == "tiny":
         # Feature shards always hold the paper VAE's 128 latent channels, whatever the model's width.
-        return UniflowAudio(UniflowAudioConfig.tiny(latent_dim=128))
+        dims = {"text": 16, "video": 16, "instruction": 16, **config.tiny_feature_dims}
+        return UniflowAudio(
+            UniflowAudioConfig.tiny(
+                latent_dim=128, text_dim=dims["text"], video_dim=dims["video"], instruction_dim=dims["instruction"]
+            )
+        )
     return UniflowAudio(UniflowAudioConfig.preset(config.model))
 
 
