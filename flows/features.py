@@ -229,30 +229,9 @@ def features_flow(
     return outcome
 
 
-def run_features(
-    tasks: list[str] | None = None,
-    splits: list[str] | None = None,
-    profile: str = "storage_config/local.yaml",
-    encoders_path: str = "datasets/features.yaml",
-    instructions_path: str | None = "datasets/instructions.yaml",
-    device: str = "auto",
-    vae_dtype: str = "fp32",
-    batch_frames: int | None = None,
-    workers: int | None = None,
-    verify: str = "size",
-) -> dict[str, Any]:
-    """``features_flow`` with as many worker processes as the device allows (one per GPU on CUDA)."""
+def run_features(device: str = "auto", workers: int | None = None, **options: Any) -> dict[str, Any]:
+    """``features_flow`` (same keyword arguments) with as many worker processes as the device allows (one per
+    GPU on CUDA)."""
     _, worker_count, _ = _devices_and_workers(device, workers)
     configured = features_flow.with_options(task_runner=ProcessPoolTaskRunner(max_workers=worker_count))
-    return configured(
-        tasks=tasks,
-        splits=splits,
-        profile=profile,
-        encoders_path=encoders_path,
-        instructions_path=instructions_path,
-        device=device,
-        vae_dtype=vae_dtype,
-        batch_frames=batch_frames,
-        workers=workers,
-        verify=verify,
-    )
+    return configured(device=device, workers=workers, **options)
