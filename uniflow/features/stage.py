@@ -49,7 +49,7 @@ from uniflow.features.config import TASK_ENCODERS as FROZEN_TASK_ENCODERS
 from uniflow.features.config import EncodersConfig, encoders_for_tasks, load_encoders
 from uniflow.features.latents import LatentEncoder, LatentSettings, Posterior, stored_latents
 from uniflow.shards.ledger import ShardSet, read_ledger, write_ledger
-from uniflow.shards.writer import Sample, ShardRecord, write_shard
+from uniflow.shards.writer import Sample, ShardContents, ShardRecord, write_shard
 from uniflow.storage import Storage
 
 FEATURES_VERSION = 1
@@ -67,16 +67,9 @@ class SkippedSample(StrictModel):
     detail: str = ""
 
 
-class FeatureShardRecord(StrictModel):
+class FeatureShardRecord(ShardContents):
     """One feature-ledger line: what the feature shard holds, what it was made from and by what."""
 
-    name: str
-    sha256: str
-    bytes: int
-    samples: int
-    seconds: float
-    seconds_by_corpus: dict[str, float] = Field(default_factory=dict)
-    keys_sha256: str
     cache_key: str
     input_sha256: str
     input_samples: int
@@ -350,13 +343,7 @@ def extract_feature_shard(
     samples = builder.build(iter_shard_samples(storage, task, split, audio))
     written = write_shard(samples, target, storage.fs("features"), source_hash=key)
     return FeatureShardRecord(
-        name=written.name,
-        sha256=written.sha256,
-        bytes=written.bytes,
-        samples=written.samples,
-        seconds=written.seconds,
-        seconds_by_corpus=written.seconds_by_corpus,
-        keys_sha256=written.keys_sha256,
+        **written.model_dump(include=set(ShardContents.model_fields)),
         cache_key=key,
         input_sha256=audio.sha256,
         input_samples=audio.samples,

@@ -12,12 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from pydantic import BaseModel
-
-from uniflow.shards.writer import ShardRecord, shard_name
+from uniflow.shards.writer import ShardContents, ShardRecord, shard_name
 from uniflow.storage import Role, Storage
 
-RecordT = TypeVar("RecordT", bound=BaseModel)
+RecordT = TypeVar("RecordT", bound=ShardContents)
 
 LEDGER_NAME = "ledger.jsonl"
 

@@ -193,15 +193,21 @@ class _SeededShuffle:
     def __call__(self, source: Iterable[Sample]) -> Iterator[Sample]:
         worker, _ = _worker_and_count()
         rng = random.Random(_mix(self.source_stage.seed, self.source_stage.epoch, self.rank, worker, 1))
-        pool: list[Sample] = []
-        for sample in source:
-            pool.append(sample)
-            if len(pool) >= self.buffer:
-                index = rng.randrange(len(pool))
-                pool[index], pool[-1] = pool[-1], pool[index]
-                yield pool.pop()
-        rng.shuffle(pool)
-        yield from pool
+        yield from buffered_shuffle(source, self.buffer, rng)
+
+
+def buffered_shuffle(source: Iterable[Sample], buffer: int, rng: random.Random) -> Iterator[Sample]:
+    """Shuffle a stream through a pool of ``buffer`` samples: each new sample lets a random one out; the
+    remainder leaves in random order. The same ``rng`` state gives the same order."""
+    pool: list[Sample] = []
+    for sample in source:
+        pool.append(sample)
+        if len(pool) >= buffer:
+            index = rng.randrange(len(pool))
+            pool[index], pool[-1] = pool[-1], pool[index]
+            yield pool.pop()
+    rng.shuffle(pool)
+    yield from pool
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ class Sample:
     files: dict[str, bytes]
 
 
-class ShardRecord(StrictModel):
-    """One ledger line: what a finished shard holds and how to check it."""
+class ShardContents(StrictModel):
+    """What a finished shard holds and how to check it: the part every ledger line shares."""
 
     name: str
     sha256: str
@@ -43,6 +43,11 @@ class ShardRecord(StrictModel):
     seconds: float
     seconds_by_corpus: dict[str, float] = Field(default_factory=dict)
     keys_sha256: str
+
+
+class ShardRecord(ShardContents):
+    """One audio-shard ledger line: the contents and the hash of the inputs it was made from."""
+
     source_hash: str
 
 

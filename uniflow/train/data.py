@@ -79,6 +79,7 @@ from uniflow.shards.loader import (
     _ShardSource,
     _SplitByNode,
     _worker_and_count,
+    buffered_shuffle,
     make_dataset,
     shard_urls,
 )
@@ -408,15 +409,7 @@ class _TaskReader:
             yield from raw
             return
         rng = random.Random(_mix(config.seed, stream.epoch, self.task_number, stream.rank, self.worker, draw, 2))
-        pool: list[dict[str, Any]] = []
-        for sample in raw:
-            pool.append(sample)
-            if len(pool) >= config.shuffle_buffer:
-                index = rng.randrange(len(pool))
-                pool[index], pool[-1] = pool[-1], pool[index]
-                yield pool.pop()
-        rng.shuffle(pool)
-        yield from pool
+        yield from buffered_shuffle(raw, config.shuffle_buffer, rng)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         position = self.position
