@@ -126,6 +126,11 @@ def test_f0_rmse_is_zero_against_itself_and_one_hundred_cents_against_a_semitone
     in_hz = f0_rmse(a3, a_sharp3, 24000, unit="hz")
     assert in_hz.value == pytest.approx(220.0 * (2 ** (1 / 12) - 1), abs=0.5)
     assert in_hz.card["settings"]["unit"] == "hz"
+    # ESPnet's log-F0 RMSE (the paper's Table 1 unit): a semitone is ln(2) / 12 = 0.0578.
+    in_log = f0_rmse(a3, a_sharp3, 24000, unit="log")
+    assert in_log.value == pytest.approx(np.log(2) / 12, abs=0.002)
+    with pytest.raises(ValueError, match="unit"):
+        f0_rmse(a3, a3, 24000, unit="mel")
 
 
 def test_svs_metrics_share_one_extraction_and_count_only_frames_voiced_in_both():

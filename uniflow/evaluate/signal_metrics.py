@@ -43,6 +43,7 @@ F0_HOP_S = 0.01
 F0_YIN_THRESHOLD = 0.15
 F0_SILENCE_DB = -60.0
 _F0_FRAMES_PER_CHUNK = 2048
+F0_UNITS = ("cents", "hz", "log")
 
 
 class MetricUnavailable(RuntimeError):
@@ -174,7 +175,8 @@ def pitch_track(
 
 
 def f0_rmse(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, *, unit: str = "cents") -> Score:
-    """RMS F0 error over the frames voiced in both signals, in cents (default) or Hz."""
+    """RMS F0 error over the frames voiced in both signals, in cents (default), Hz, or natural-log F0
+    ("log": ESPnet's log-F0 RMSE, the unit of the paper's Table 1 F0 column)."""
     return svs_pitch_metrics(reference, estimate, sample_rate, unit=unit)["f0_rmse"]
 
 
@@ -186,8 +188,8 @@ def semitone_accuracy(reference: np.ndarray, estimate: np.ndarray, sample_rate: 
 def svs_pitch_metrics(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, *, unit: str = "cents") -> dict[str, Score]:
     """F0 RMSE and semitone accuracy from one pitch extraction of each signal, frame by frame (no DTW:
     SVS output follows the score's durations, so frames correspond)."""
-    if unit not in ("cents", "hz"):
-        raise ValueError(f"F0 RMSE unit must be 'cents' or 'hz', not {unit!r}")
+    if unit not in F0_UNITS:
+        raise ValueError(f"F0 RMSE unit must be one of {', '.join(F0_UNITS)}, not {unit!r}")
     reference, estimate, seconds = _paired(reference, estimate, sample_rate)
     ref_track = pitch_track(reference, sample_rate)
     est_track = pitch_track(estimate, sample_rate)
@@ -198,6 +200,8 @@ def svs_pitch_metrics(reference: np.ndarray, estimate: np.ndarray, sample_rate: 
     est_f0 = est_track.f0_hz[both]
     if unit == "cents":
         errors = 1200 * np.log2(est_f0 / ref_f0)
+    elif unit == "log":
+        errors = np.log(est_f0 / ref_f0)
     else:
         errors = est_f0 - ref_f0
     rmse = float(np.sqrt(np.mean(errors**2)))
