@@ -22,6 +22,8 @@ def test_shipped_profiles_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     s3 = Storage.from_file(PROFILES / "s3.yaml")
     assert s3.url("shards", "tts", "train-000000.tar") == "s3://my-bucket/uniflow/shards/tts/train-000000.tar"
     assert not s3.is_local("shards") and s3.is_local("raw")
+    # Accelerate saves training state by path, and reports are files: both stay on the shared filesystem.
+    assert s3.is_local("checkpoints") and s3.is_local("reports")
     gcs = Storage.from_file(PROFILES / "gcs.yaml")
     assert gcs.url("features").startswith("gs://my-bucket/")
     demo = Storage.from_file(PROFILES / "demo.yaml")
@@ -71,3 +73,29 @@ def test_atomic_write_through_fsspec_memory() -> None:
     with atomic_write("memory://bucket/x.bin", fs=fs) as handle:
         handle.write(b"abc")
     assert fs.cat("memory://bucket/x.bin") == b"abc"
+
+
+def test_remove_leftovers_deletes_what_killed_writers_left_and_nothing_else(tmp_path: Path) -> None:
+    """A writer SIGKILLed inside ``atomic_write`` leaves its temporary; staging folders stay too."""
+    import subprocess
+    import sys
+
+    from uniflow.storage import remove_leftovers
+
+    killed_writer = (
+        "import os, signal, sys\nfrom uniflow.storage import atomic_write\n"
+        "with atomic_write(sys.argv[1]) as handle:\n    handle.write(b'half'); handle.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", killed_writer, str(tmp_path / "ledger.jsonl")], check=False)
+    assert [path.name.startswith(".ledger.jsonl.") for path in tmp_path.iterdir()] == [True]
+    (tmp_path / ".train-clean-100.partial-4242").mkdir()  # an extraction's staging folder
+    (tmp_path / ".fetch-x1y2").mkdir()  # a YouTube fetch's
+    kept = ["train-clean-100.completed", "archive.tar.gz.part", ".gitignore", "train-clean-100"]
+    for name in kept[:-1]:
+        (tmp_path / name).write_text("kept")
+    (tmp_path / kept[-1]).mkdir()
+
+    assert remove_leftovers(tmp_path) == 3
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
+    assert not (tmp_path / "ledger.jsonl").exists()
+    assert remove_leftovers(tmp_path / "absent") == 0

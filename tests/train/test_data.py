@@ -120,7 +120,7 @@ def test_two_ranks_deal_the_shard_draws_and_get_equal_batch_counts(storage: Stor
     # Equal epoch length on both ranks, although SVS has a single shard for two ranks.
     assert [len(batches) for batches in epochs] == [4, 4]
     # The ranks take alternate draws of the same seeded deck: never the same draw.
-    deck = train_data._ShardSource(streams[0].urls["tts"], resampled=True, seed=train_data._mix(7, TASKS.index("tts")))
+    deck = train_data.ShardSource(streams[0].urls["tts"], resampled=True, seed=train_data.mix_seed(7, TASKS.index("tts")))
     sequence = [item["url"] for _, item in zip(range(8), deck.run(), strict=False)]
     for rank, stream in enumerate(streams):
         reader = train_data._TaskReader(stream.dataset, "tts", 0, 1, train_data._ReaderPosition())

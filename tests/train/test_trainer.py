@@ -20,12 +20,12 @@ from support import make_storage
 from uniflow.config import ConfigError
 from uniflow.model.uniflow_audio import UniflowAudio
 from uniflow.storage import Storage
+from uniflow.train.checkpoints import latest_checkpoint
 from uniflow.train.data import DataPlanError
 from uniflow.train.trainer import (
     NonFiniteLossError,
     TrainConfig,
     constant_with_warmup,
-    latest_checkpoint,
     load_train_config,
     read_log,
     run_dir,

@@ -13,11 +13,11 @@ import torch
 
 from uniflow.config import ConfigError
 from uniflow.model.vae import UniflowVae, VaeConfig
+from uniflow.train.checkpoints import latest_checkpoint
 from uniflow.train.vae import (
     VaeOptimizerConfig,
     VaeTrainConfig,
     evaluate_pretrained,
-    latest_checkpoint,
     load_vae_train_config,
     reconstruction_metrics,
     run_dir,

@@ -109,14 +109,15 @@ def distributed_rank_and_world_size() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def _worker_and_count() -> tuple[int, int]:
+def worker_and_count() -> tuple[int, int]:
+    """(this DataLoader worker's index, the number of workers); (0, 1) in the main process."""
     import torch.utils.data
 
     info = torch.utils.data.get_worker_info()
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
-def _mix(*numbers: int) -> int:
+def mix_seed(*numbers: int) -> int:
     """A seed from integers that is the same in every process (unlike hash() of a tuple of str)."""
     seed = 0
     for number in numbers:
@@ -125,7 +126,7 @@ def _mix(*numbers: int) -> int:
 
 
 # -- pipeline stages ------------------------------------------------------------------------------
-class _ShardSource(PipelineStage):
+class ShardSource(PipelineStage):
     """Yields ``{"url": ...}``: the list once, or endless seeded draws with replacement."""
 
     def __init__(self, urls: list[str], resampled: bool, seed: int) -> None:
@@ -136,13 +137,13 @@ class _ShardSource(PipelineStage):
             yield from ({"url": url} for url in self.urls)
             return
         # The same sequence in every rank and worker; the splitters below deal it out.
-        rng = random.Random(_mix(self.seed, self.epoch))
+        rng = random.Random(mix_seed(self.seed, self.epoch))
         while True:
             yield {"url": self.urls[rng.randrange(len(self.urls))]}
 
 
 @dataclass(frozen=True)
-class _SplitByNode:
+class SplitByNode:
     """webdataset's split_by_node with an explicit rank instead of one read from the environment.
 
     Pipeline stages are small classes rather than closures so the dataset pickles into spawned workers.
@@ -156,11 +157,11 @@ class _SplitByNode:
 
 
 def _split_by_worker(source: Iterable[Any]) -> Iterator[Any]:
-    worker, workers = _worker_and_count()
+    worker, workers = worker_and_count()
     yield from islice(source, worker, None, workers)
 
 
-class _FsspecOpener:
+class FsspecOpener:
     """Opens each shard URL as a streaming file, with the storage profile's filesystem options."""
 
     def __init__(self, storage: Storage | None, role: Role) -> None:
@@ -187,12 +188,12 @@ class _FsspecOpener:
 class _SeededShuffle:
     """A shuffle buffer whose order depends only on (seed, epoch, rank, worker)."""
 
-    def __init__(self, source_stage: _ShardSource, rank: int, buffer: int) -> None:
+    def __init__(self, source_stage: ShardSource, rank: int, buffer: int) -> None:
         self.source_stage, self.rank, self.buffer = source_stage, rank, buffer
 
     def __call__(self, source: Iterable[Sample]) -> Iterator[Sample]:
-        worker, _ = _worker_and_count()
-        rng = random.Random(_mix(self.source_stage.seed, self.source_stage.epoch, self.rank, worker, 1))
+        worker, _ = worker_and_count()
+        rng = random.Random(mix_seed(self.source_stage.seed, self.source_stage.epoch, self.rank, worker, 1))
         yield from buffered_shuffle(source, self.buffer, rng)
 
 
@@ -234,7 +235,7 @@ class _WorkerQuota:
     batches_per_rank: int
 
     def __call__(self, source: Iterable[Any]) -> Iterator[Any]:
-        worker, workers = _worker_and_count()
+        worker, workers = worker_and_count()
         quota = self.batches_per_rank // workers + (1 if worker < self.batches_per_rank % workers else 0)
         yield from islice(source, quota)
 
@@ -242,7 +243,7 @@ class _WorkerQuota:
 class ShardDataset(wds.DataPipeline):
     """A webdataset pipeline over uniflow shards; ``set_epoch`` reseeds shard draws and shuffling."""
 
-    def __init__(self, source: _ShardSource, *stages: Any, batches_per_epoch: int | None) -> None:
+    def __init__(self, source: ShardSource, *stages: Any, batches_per_epoch: int | None) -> None:
         super().__init__(source, *stages)
         self.source = source
         self.batches_per_epoch = batches_per_epoch
@@ -284,11 +285,11 @@ def make_dataset(
     if resampled and not batches_per_epoch:
         raise ValueError(f"epoch_samples {epoch_samples} gives no full batch of {batch_size}")
 
-    source = _ShardSource(urls, resampled, seed)
+    source = ShardSource(urls, resampled, seed)
     stages: list[Any] = [
-        _SplitByNode(rank, world_size),
+        SplitByNode(rank, world_size),
         _split_by_worker,
-        _FsspecOpener(storage, role),
+        FsspecOpener(storage, role),
         wds.filters.pipelinefilter(tar_file_expander)(),
         wds.filters.pipelinefilter(group_by_keys)(),
     ]

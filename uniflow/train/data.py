@@ -13,8 +13,8 @@ Task-balanced sampling (paper section 4; the authors' ``TaskIteratingSampler``)
     split is left out of the cycle with a warning. ``TrainStream.task_counts`` counts what was served.
 
 Per-task streams (built from ``uniflow.shards.loader``'s stages)
-    Each task reads an endless, seeded sequence of shard draws with replacement (``_ShardSource``),
-    dealt out across ranks (``_SplitByNode``) and then across the rank's DataLoader workers, so no two
+    Each task reads an endless, seeded sequence of shard draws with replacement (``ShardSource``),
+    dealt out across ranks (``SplitByNode``) and then across the rank's DataLoader workers, so no two
     readers open the same draw. Each shard draw is shuffled through a buffer of its own (seeded by
     seed, epoch, task, rank, worker and draw number), so no randomness crosses a shard boundary.
 
@@ -74,14 +74,14 @@ from uniflow.config import StrictModel
 from uniflow.model.content import ContentBatch, ContentSample, collate_content
 from uniflow.model.tasks import TASKS
 from uniflow.shards.loader import (
-    _FsspecOpener,
-    _mix,
-    _ShardSource,
-    _SplitByNode,
-    _worker_and_count,
+    FsspecOpener,
+    ShardSource,
+    SplitByNode,
     buffered_shuffle,
     make_dataset,
+    mix_seed,
     shard_urls,
+    worker_and_count,
 )
 from uniflow.shards.plan_check import PlanReport, check_plan
 from uniflow.storage import Storage
@@ -395,9 +395,9 @@ class _TaskReader:
     def _draws(self) -> Iterator[str]:
         """This reader's shard URLs: the task's seeded draw sequence dealt to ranks, then to workers."""
         config = self.stream.config
-        source = _ShardSource(self.stream.urls[self.task], resampled=True, seed=_mix(config.seed, self.task_number))
+        source = ShardSource(self.stream.urls[self.task], resampled=True, seed=mix_seed(config.seed, self.task_number))
         source.epoch = self.stream.epoch
-        for_rank = _SplitByNode(self.stream.rank, self.stream.world_size)(source.run())
+        for_rank = SplitByNode(self.stream.rank, self.stream.world_size)(source.run())
         return (item["url"] for item in islice(for_rank, self.worker, None, self.workers))
 
     def _shuffled(self, url: str, draw: int) -> Iterator[dict[str, Any]]:
@@ -408,7 +408,7 @@ class _TaskReader:
         if config.shuffle_buffer <= 1:
             yield from raw
             return
-        rng = random.Random(_mix(config.seed, stream.epoch, self.task_number, stream.rank, self.worker, draw, 2))
+        rng = random.Random(mix_seed(config.seed, stream.epoch, self.task_number, stream.rank, self.worker, draw, 2))
         yield from buffered_shuffle(raw, config.shuffle_buffer, rng)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -455,7 +455,7 @@ class _MixedStream(IterableDataset):
         super().__init__()
         self.config, self.urls, self.cycle = config, urls, cycle
         self.instructions, self.vocab = instructions, vocab
-        self.opener = _FsspecOpener(storage, ROLE)
+        self.opener = FsspecOpener(storage, ROLE)
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.worker_offset = 0
@@ -474,7 +474,7 @@ class _MixedStream(IterableDataset):
                 log.warning("feature sample %s (%s) skipped: %s", key, raw.get("__url__"), exc)
 
     def __iter__(self) -> Iterator[TrainBatch]:
-        physical, workers = _worker_and_count()
+        physical, workers = worker_and_count()
         worker = (physical + self.worker_offset) % workers
         position = json.loads(json.dumps(self.positions.get(worker) or _fresh_position(self.urls)))
         readers_at = {task: _ReaderPosition(*position["readers"][task]) for task in self.urls}

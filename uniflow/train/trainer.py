@@ -60,6 +60,7 @@ from uniflow.config import ConfigError, StrictModel, load_yaml
 from uniflow.model.content import ContentBatch
 from uniflow.model.tasks import TASKS
 from uniflow.storage import Storage
+from uniflow.train.checkpoints import TRAINER_FILE, latest_checkpoint, point_latest, prune_checkpoints
 from uniflow.train.data import (
     InstructionTable,
     TrainBatch,
@@ -68,7 +69,6 @@ from uniflow.train.data import (
     require_data_plan,
     validation_batches,
 )
-from uniflow.train.vae import TRAINER_FILE, _point_latest, _prune, latest_checkpoint
 from uniflow.train.vocab import SvsVocab
 
 log = logging.getLogger(__name__)
@@ -607,8 +607,8 @@ def train(
                 "config": json.loads(config.model_dump_json()),
             }
             (target / TRAINER_FILE).write_text(json.dumps(trainer, indent=1) + "\n", encoding="utf-8")
-            _point_latest(run, target)
-            _prune(run, config.keep_checkpoints)
+            point_latest(run, target)
+            prune_checkpoints(run, config.keep_checkpoints)
         accelerator.wait_for_everyone()
         result.checkpoint = target
         return target

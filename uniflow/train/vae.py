@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +33,11 @@ from uniflow.model.vae_losses import (
     waveform_l1,
 )
 from uniflow.storage import Storage
+from uniflow.train.checkpoints import TRAINER_FILE, latest_checkpoint, point_latest, prune_checkpoints
 from uniflow.train.vae_data import RandomCropDataset, heldout_clips, load_heldout, manifest_clips
 
 log = logging.getLogger(__name__)
 
-TRAINER_FILE = "trainer.json"
 EVALUATION_JSON = "evaluation.json"
 EVALUATION_MD = "evaluation.md"
 LOG_FILE = "log.jsonl"
@@ -226,34 +224,6 @@ def run_dir(storage: Storage, run_name: str) -> Path:
     return storage.path("checkpoints", "vae", run_name)
 
 
-def latest_checkpoint(run: Path) -> Path | None:
-    """The checkpoint `latest` points at, or None for a run with no checkpoint yet."""
-    latest = run / "latest"
-    if not latest.is_symlink() and not latest.exists():
-        return None
-    target = latest.resolve()
-    if not (target / TRAINER_FILE).is_file():
-        raise ConfigError(f"{latest}: points at {target}, which is not a complete checkpoint (no {TRAINER_FILE})")
-    return target
-
-
-def _point_latest(run: Path, checkpoint: Path) -> None:
-    """Repoint `latest` atomically: a new relative symlink renamed over the old one."""
-    temporary = run / ".latest.tmp"
-    if temporary.is_symlink() or temporary.exists():
-        temporary.unlink()
-    os.symlink(checkpoint.name, temporary)
-    os.replace(temporary, run / "latest")
-
-
-def _prune(run: Path, keep: int) -> None:
-    steps = sorted((p for p in run.glob("step-*") if p.name.split("-", 1)[1].isdigit()), key=lambda p: int(p.name[5:]))
-    current = (run / "latest").resolve()
-    for old in steps[:-keep]:
-        if old != current:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 # -- training -------------------------------------------------------------------------------------------
 @dataclass
 class VaeTrainResult:
@@ -364,8 +334,8 @@ def train_vae(
             result.final_evaluation = evaluation
             trainer = {"step": step, "run_name": run_name, "config": json.loads(config.model_dump_json())}
             (target / TRAINER_FILE).write_text(json.dumps(trainer, indent=1) + "\n", encoding="utf-8")
-            _point_latest(run, target)
-            _prune(run, config.keep_checkpoints)
+            point_latest(run, target)
+            prune_checkpoints(run, config.keep_checkpoints)
         accelerator.wait_for_everyone()
         return target
 
