@@ -21,7 +21,9 @@ Split = Literal["train", "valid", "test"]
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 # Files in datasets/ that configure the pipeline rather than describe a corpus.
-NON_RECIPE_FILES = frozenset({"plan", "instructions", "simulation", "simulation_demo", "features", "features_demo"})
+NON_RECIPE_FILES = frozenset(
+    {"plan", "instructions", "simulation", "simulation_demo", "features", "features_demo", "evaluation", "evaluation_demo"}
+)
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _HEX = re.compile(r"^[0-9a-f]+$")
 

@@ -11,7 +11,6 @@ a number from other weights would be silently incomparable.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,6 +20,7 @@ from uniflow.config import StrictModel
 from uniflow.evaluate.signal_metrics import MetricUnavailable
 from uniflow.features.frozen import weights_hash
 from uniflow.hashing import sha256_file
+from uniflow.storage import expand_env
 
 
 class BackboneSpec(StrictModel):
@@ -46,7 +46,8 @@ def require_path(spec: BackboneSpec, metric: str) -> Path:
     """The backbone's local weights, or :class:`MetricUnavailable` saying what is missing and where."""
     if spec.path is None:
         raise MetricUnavailable(f"{metric}: no local weights configured for backbone {spec.name!r} (set its path)")
-    path = Path(os.path.expandvars(os.path.expanduser(spec.path)))
+    # ${VAR} and ${VAR:-default} as in storage profiles, so a config can follow UNIFLOW_DATA.
+    path = Path(expand_env(spec.path, f"backbone {spec.name!r} of {metric}")).expanduser()
     if not path.exists():
         raise MetricUnavailable(f"{metric}: weights of backbone {spec.name!r} not found at {path}")
     return path
