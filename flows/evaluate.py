@@ -9,6 +9,7 @@ score has its full metric card. Progress per task shows on the run's page while 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,24 @@ def resolve_checkpoint(path: str | Path, vae_dir: str | Path | None = None) -> t
     return model_dir, Path(vae_dir)
 
 
+def prepare_demo_backbones(models: Path) -> None:
+    """The demo's FD and CLAP backbones (``datasets/evaluation_demo.yaml``): a tiny CNN14 checkpoint in the
+    published file layout and a tiny CLAP directory, random weights, each renamed into place once complete."""
+    from uniflow.evaluate.clap_score import save_tiny_clap
+    from uniflow.evaluate.panns import save_tiny_cnn14
+
+    models.mkdir(parents=True, exist_ok=True)
+    for name, save in (("tiny-cnn14.pth", save_tiny_cnn14), ("tiny-clap", save_tiny_clap)):
+        if not (models / name).exists():
+            staging = save(models / f".{name}.partial-{os.getpid()}")
+            os.rename(staging, models / name)
+
+
 def _artifact_key(name: str) -> str:
     return "".join(char if char.isalnum() else "-" for char in name.lower())
 
 
-@flow(name="evaluate", log_prints=True)
+@flow(name="evaluate")
 def evaluate_flow(
     checkpoint: str,
     vae_dir: str | None = None,
@@ -89,6 +103,6 @@ def evaluate_flow(
         description="every score; full metric cards in evaluation.json",
     )
     create_link_artifact(result.json_path.resolve().as_uri(), link_text="evaluation.json (metric cards)", key=f"{key}-cards")
-    print(markdown)
+    logger.info("evaluation of %s:\n%s", model_dir, markdown)
     return {"name": name, "directory": str(result.directory), "rows": result.rows, "settings": result.settings,
             "generated": result.generated}  # fmt: skip

@@ -3,14 +3,14 @@
 The flow builds ``accelerate launch ... -m uniflow.cli train ...`` (an Accelerate config from
 ``configs/accelerate/`` or N local processes), streams the subprocess's output line by line into the
 Prefect log, and, when the launch ends, publishes the run's checkpoints (table) and final metrics
-(markdown, with a training-curve image when matplotlib is installed, else a table of the loss by step).
+(markdown, with the training curves as an SVG image, also written to ``<run>/curves.svg``).
 A non-zero exit fails the flow run, after the artifacts of what was reached are published.
 """
 
 from __future__ import annotations
 
 import base64
-import io
+import math
 import os
 import subprocess
 from datetime import UTC, datetime
@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 
-from uniflow.storage import Storage
+from uniflow.reporting.svg_charts import line_chart_svg
+from uniflow.storage import Storage, atomic_write
+from uniflow.train.checkpoints import TRAINER_FILE
 from uniflow.train.data import require_data_plan
 from uniflow.train.trainer import (
-    TRAINER_FILE,
     VALIDATION_FILE,
     accelerate_command,
     launch_world_size,
@@ -31,8 +32,6 @@ from uniflow.train.trainer import (
     resolve_train_config,
     run_dir,
 )
-
-CURVE_POINTS = 20  # rows of the loss table when there is no plot
 
 
 def _checkpoint_rows(run: Path) -> list[dict[str, Any]]:
@@ -53,35 +52,26 @@ def _checkpoint_rows(run: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _curve_markdown(rows: list[dict[str, Any]]) -> str:
-    """The training loss by step: an embedded PNG with matplotlib, else a table of about CURVE_POINTS rows."""
-    steps = [row for row in rows if "loss" in row]
+def training_curves_svg(rows: list[dict[str, Any]]) -> str | None:
+    """The training loss and the mean validation loss by step as an SVG line chart (None before any step)."""
+    steps = [row for row in rows if "loss" in row and math.isfinite(row["loss"])]
     if not steps:
-        return "No training step was logged.\n"
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        every = max(1, len(steps) // CURVE_POINTS)
-        picked = steps[::every] + ([steps[-1]] if (len(steps) - 1) % every else [])
-        lines = ["| step | loss | lr | grad norm |", "|---:|---:|---:|---:|"]
-        lines += [f"| {r['step']} | {r['loss']:.4f} | {r['lr']:.2e} | {r['grad_norm']:.3f} |" for r in picked]
-        return "\n".join(lines) + "\n"
-    figure, axis = plt.subplots(figsize=(6, 3))
-    axis.plot([r["step"] for r in steps], [r["loss"] for r in steps], label="train")
-    valid = [r for r in rows if any(name.startswith("valid/") for name in r)]
+        return None
+    series = {"train": [(row["step"], row["loss"]) for row in steps]}
+    valid = [row for row in rows if any(name.startswith("valid/") for name in row)]
     if valid:
-        means = [sum(v for k, v in r.items() if k.startswith("valid/")) / sum(k.startswith("valid/") for k in r) for r in valid]
-        axis.plot([r["step"] for r in valid], means, "o-", label="valid (mean over tasks)")
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss")
-    axis.legend()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(figure)
-    return f"![training curve](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})\n"
+        series["valid (mean over tasks)"] = [
+            (row["step"], sum(v for k, v in row.items() if k.startswith("valid/")) / sum(k.startswith("valid/") for k in row))
+            for row in valid
+        ]
+    return line_chart_svg(series, title="UniFlow-Audio flow-matching loss", x_label="step", y_label="loss")
+
+
+def _curve_markdown(rows: list[dict[str, Any]]) -> str:
+    svg = training_curves_svg(rows)
+    if svg is None:
+        return "No training step was logged.\n"
+    return f"![training curve](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()})\n"
 
 
 def _metrics_markdown(run_name: str, rows: list[dict[str, Any]], returncode: int) -> str:
@@ -106,10 +96,12 @@ def train_flow(
     config_path: str | None = None,
     datasets_dir: str = "datasets",
     vae_dir: str | None = None,
+    evaluation_config: str | None = None,
 ) -> dict[str, Any]:
     """Train ``model_size`` (tiny/small/medium/large, or ``config_path``: a training YAML) on the feature shards of
     ``profile`` (the data version) up to ``steps``. ``run_name`` None starts a run named after the size and the
-    date (a scheduled retraining); ``resume`` continues an existing run from its latest checkpoint."""
+    date (a scheduled retraining); ``resume`` continues an existing run from its latest checkpoint;
+    ``evaluation_config`` (e.g. ``datasets/evaluation.yaml``) evaluates the final checkpoint as a subflow."""
     logger = get_run_logger()
     name = run_name or f"{model_size}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     args = ["--config", config_path or model_size, "--profile", profile, "--datasets", datasets_dir, "--run-name", name]
@@ -143,13 +135,26 @@ def train_flow(
     if checkpoints:
         create_table_artifact(checkpoints, key=f"train-checkpoints-{key}", description=f"checkpoints of run {name}")
     create_markdown_artifact(_metrics_markdown(name, rows, returncode), key=f"train-metrics-{key}", description=f"run {name}")
+    svg = training_curves_svg(rows)
+    if svg is not None:
+        with atomic_write(run / "curves.svg", "w") as handle:
+            handle.write(svg)
+        create_image_artifact(
+            f"data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()}", key=f"train-curves-{key}",
+            description=f"loss curves of run {name} ({run / 'curves.svg'})",
+        )
     if returncode != 0:
         raise RuntimeError(f"training run {name} failed (exit code {returncode}); see the log above")
     last = next((row for row in reversed(rows) if "loss" in row), {})
-    return {
+    outcome = {
         "run_name": name,
         "run_dir": str(run),
         "step": last.get("step", 0),
         "loss": last.get("loss"),
         "checkpoints": checkpoints,
     }
+    if evaluation_config:
+        from flows.evaluate import evaluate_flow
+
+        outcome["evaluation"] = evaluate_flow(checkpoint=str(run), vae_dir=vae_dir, profile=profile, config_path=evaluation_config)
+    return outcome

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(espeak-ng flite sox ffmpeg zip pocketsphinx-testdata alsa-utils)
+APT_PACKAGES=(espeak-ng flite sox ffmpeg zip pocketsphinx-testdata alsa-utils chromium-headless-shell tesseract-ocr)
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -35,6 +35,11 @@ def test_flow_trains_in_a_subprocess_and_publishes_checkpoints_and_metrics(
     assert table["type"] == "table" and "step-2" in str(table["data"])
     metrics = latest_artifact("train-metrics-flow-run")
     assert metrics["type"] == "markdown" and "Exit code: 0" in metrics["data"] and "## Training loss" in metrics["data"]
+    assert "data:image/svg+xml;base64," in metrics["data"]
+    curves = (Path(outcome["run_dir"]) / "curves.svg").read_text()
+    assert curves.startswith("<svg") and 'class="series"' in curves and ">train<" in curves
+    image = latest_artifact("train-curves-flow-run")
+    assert image["type"] == "image" and image["data"].startswith("data:image/svg+xml;base64,")
 
 
 def test_flow_run_fails_before_launch_without_data(prefect_harness, tmp_path: Path) -> None:
@@ -81,6 +86,8 @@ def test_deployments_validate_against_prefects_schema_and_their_flows() -> None:
     assert retrain.schedules[0].cron == "0 22 * * 0"
     assert {"model_size", "steps", "profile"} <= set(retrain.parameters)
     assert (PROJECT / retrain.parameters["accelerate_config"]).is_file()
+    assert (PROJECT / retrain.parameters["evaluation_config"]).is_file()
+    assert {"rebuild-full", "evaluate"} <= set(names)
 
 
 def test_accelerate_configs_load_as_accelerate_reads_them() -> None:

@@ -19,7 +19,6 @@ Sign convention everywhere in this module: a positive offset means the audio is 
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.metadata
 import sys
@@ -33,6 +32,7 @@ import soxr
 
 from uniflow.config import StrictModel
 from uniflow.evaluate.backbones import BackboneSpec, backbone_card, check_pin, module_digest, require_path
+from uniflow.evaluate.cards import own_implementation
 from uniflow.evaluate.signal_metrics import MetricUnavailable, Score
 from uniflow.hashing import sha256_file
 
@@ -253,7 +253,7 @@ def onset_xcorr_sync(items: list[SyncItem], settings: OnsetSyncSettings | None =
         "unit": "ms, mean of |offset| over scorable items; per-item offsets are signed (+ = audio late)",
         "comparable_with_paper": False,
         "note": "uniflow's own estimator, NOT Synchformer: not comparable with the paper's SYNC (Table 1)",
-        "implementation": _own_implementation(),
+        "implementation": own_implementation(__name__, __file__, numpy=np.__version__, av=av.__version__),
         "settings": {
             **settings.model_dump(),
             "motion_envelope": "log(1 + mean |grey frame t - grey frame t-1|), PyAV decode at the video's own fps",
@@ -453,15 +453,3 @@ class SyncSettings(StrictModel):
     synchformer: SynchformerSettings = SynchformerSettings()
     onset_xcorr: OnsetSyncSettings = OnsetSyncSettings()
 
-
-@functools.cache
-def _own_implementation() -> dict[str, str]:
-    """This module's version and source digest: the estimator is ours, so the code itself is the pin."""
-    return {
-        "package": "uniflow",
-        "version": importlib.metadata.version("uniflow"),
-        "module": __name__,
-        "sha256": sha256_file(Path(__file__)),
-        "numpy": np.__version__,
-        "av": av.__version__,
-    }

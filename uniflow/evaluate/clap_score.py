@@ -20,7 +20,6 @@ featurised on its own, so a clip's embedding does not depend on the other clips 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -35,7 +34,8 @@ import torch
 
 from uniflow.config import StrictModel
 from uniflow.evaluate.backbones import BackboneSpec, backbone_card, check_pin, module_digest, require_path
-from uniflow.evaluate.frechet import AudioItem, mono_at_rate
+from uniflow.evaluate.cards import mono_at_rate, package_implementation
+from uniflow.evaluate.frechet import AudioItem
 from uniflow.evaluate.signal_metrics import MetricUnavailable, Score
 from uniflow.hashing import sha256_file
 
@@ -175,7 +175,7 @@ def clap_score(backbone: ClapBackbone, captions: Sequence[str], audios: Sequence
     input_rates = sorted({int(rate) for _, rate in audios})
     card: dict[str, Any] = {
         "metric": METRIC,
-        "implementation": _implementation(),
+        "implementation": package_implementation("transformers", torch=torch.__version__, module=__name__, module_sha256=sha256_file(__file__)),
         "backbone": backbone.card,
         "sample_rate": backbone.sample_rate,
         "input_sample_rates": input_rates,
@@ -245,14 +245,3 @@ def _preprocessing_digest(directory: Path) -> str:
         if file.is_file() and not file.name.endswith(_WEIGHT_SUFFIXES)
     }
     return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
-
-
-@functools.cache
-def _implementation() -> dict[str, str]:
-    return {
-        "package": "transformers",
-        "version": importlib.metadata.version("transformers"),
-        "torch": torch.__version__,
-        "module": __name__,
-        "module_sha256": sha256_file(Path(__file__)),
-    }

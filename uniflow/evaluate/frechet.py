@@ -18,7 +18,6 @@ below ``max_imaginary`` on the diagonal (the part that enters the trace); a larg
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import warnings
 from collections.abc import Callable, Sequence
@@ -29,14 +28,14 @@ from typing import Any, Literal
 import numpy as np
 import scipy
 import scipy.linalg
-import soxr
 import torch
 
 from uniflow.config import StrictModel
 from uniflow.evaluate import panns
 from uniflow.evaluate.backbones import BackboneSpec, backbone_card, check_pin, module_digest, require_path
+from uniflow.evaluate.cards import mono_at_rate, own_implementation
 from uniflow.evaluate.signal_metrics import Score
-from uniflow.hashing import file_digest, sha256_file
+from uniflow.hashing import file_digest
 
 METRIC = "fd"
 # How closely the square root must square back to the covariance product (relative Frobenius norm).
@@ -125,20 +124,6 @@ def _clap_audio_embedder(settings: FrechetSettings, path: Path) -> Embedder:
     return Embedder("clap-audio", backbone.sample_rate, backbone.dim, card, settings, embed_clip)
 
 
-def mono_at_rate(audio: np.ndarray, sample_rate: int, target_rate: int, label: str = "audio") -> np.ndarray:
-    """A finite, non-empty mono clip as float32 at ``target_rate`` (soxr VHQ when the rates differ)."""
-    array = np.asarray(audio, dtype=np.float64)
-    if array.ndim != 1:
-        raise ValueError(f"{label} must be mono (1-D), got shape {array.shape}")
-    if len(array) == 0:
-        raise ValueError(f"{label} is empty")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{label} holds NaN or infinite samples")
-    if sample_rate <= 0:
-        raise ValueError(f"{label}: sample rate must be positive, got {sample_rate}")
-    if sample_rate != target_rate:
-        array = soxr.resample(array, sample_rate, target_rate, quality="VHQ")
-    return array.astype(np.float32)
 
 
 def embed(embedder: Embedder, audios: Sequence[AudioItem]) -> np.ndarray:
@@ -175,7 +160,7 @@ def frechet_distance(
     value = float(mean_difference @ mean_difference + trace_term)
     card = {
         "metric": METRIC,
-        "implementation": _own_implementation(),
+        "implementation": own_implementation(__name__, __file__, numpy=np.__version__, scipy=scipy.__version__),
         "n_reference": int(reference.shape[0]),
         "n_generated": int(generated.shape[0]),
         "embedding_dim": int(reference.shape[1]),
@@ -261,15 +246,3 @@ def _checked_sqrtm(product: np.ndarray) -> np.ndarray | None:
         return None
     return root
 
-
-@functools.cache
-def _own_implementation() -> dict[str, str]:
-    """The computation is ours: this module's digest, with the numerical libraries it relies on."""
-    return {
-        "package": "uniflow",
-        "version": importlib.metadata.version("uniflow"),
-        "module": __name__,
-        "sha256": sha256_file(Path(__file__)),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-    }

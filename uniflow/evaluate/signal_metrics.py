@@ -12,11 +12,9 @@ do not belong together.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.metadata
 import warnings
-from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -24,7 +22,7 @@ import numpy as np
 import scipy.signal
 import soxr
 
-from uniflow.hashing import sha256_file
+from uniflow.evaluate.cards import own_implementation, package_implementation
 
 MAX_LENGTH_MISMATCH_S = 0.05
 
@@ -77,7 +75,7 @@ def pesq_wb(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> Sc
         raise ValueError(f"PESQ could not score this pair: {type(error).__name__}: {error}") from error
     card = _card(
         "pesq_wb",
-        _package_implementation("pesq"),
+        package_implementation("pesq"),
         PESQ_SAMPLE_RATE,
         sample_rate,
         seconds,
@@ -99,7 +97,7 @@ def stoi(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, *, exten
             raise ValueError(f"STOI could not score this pair: {warning}") from warning
     card = _card(
         "estoi" if extended else "stoi",
-        _package_implementation("pystoi"),
+        package_implementation("pystoi"),
         10000,
         sample_rate,
         seconds,
@@ -119,7 +117,7 @@ def log_spectral_distance(reference: np.ndarray, estimate: np.ndarray, sample_ra
     per_frame = np.sqrt(np.mean((log_ref - log_est) ** 2, axis=1))
     card = _card(
         "lsd",
-        _own_implementation(),
+        own_implementation(__name__, __file__, numpy=np.__version__),
         LSD_SAMPLE_RATE,
         sample_rate,
         seconds,
@@ -218,7 +216,7 @@ def svs_pitch_metrics(reference: np.ndarray, estimate: np.ndarray, sample_rate: 
         "voiced_frames_compared": int(both.sum()),
         "frames_total": int(min(len(ref_track.f0_hz), len(est_track.f0_hz))),
     }
-    implementation = _own_implementation()
+    implementation = own_implementation(__name__, __file__, numpy=np.__version__)
     return {
         "f0_rmse": Score(
             rmse,
@@ -347,18 +345,3 @@ def _require(package: str, metric: str) -> ModuleType:
             f"{metric} needs the '{package}' package: pip install {package}=={PINNED_PACKAGES[package]}"
         ) from error
 
-
-def _package_implementation(package: str) -> dict[str, str]:
-    return {"package": package, "version": importlib.metadata.version(package)}
-
-
-@functools.cache
-def _own_implementation() -> dict[str, str]:
-    """This module's version and source digest: the computation is ours, so the code itself is the pin."""
-    return {
-        "package": "uniflow",
-        "version": importlib.metadata.version("uniflow"),
-        "module": __name__,
-        "sha256": sha256_file(Path(__file__)),
-        "numpy": np.__version__,
-    }

@@ -22,7 +22,6 @@ Numbers from different encoders are not comparable (each has its own scale); the
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -31,14 +30,13 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-import soxr
 import torch
 from pydantic import model_validator
 
 from uniflow.config import StrictModel
 from uniflow.evaluate.backbones import BackboneSpec, backbone_card, check_pin, module_digest, path_digest, require_path
+from uniflow.evaluate.cards import mono_at_rate, own_implementation
 from uniflow.evaluate.signal_metrics import MetricUnavailable, Score
-from uniflow.hashing import sha256_file
 
 EncoderName = Literal["resemblyzer", "transformers-xvector", "nemo"]
 SPEAKER_SAMPLE_RATE = 16000
@@ -107,7 +105,7 @@ def load_speaker_backbone(settings: SpeakerSimilaritySettings) -> SpeakerBackbon
 
 def embed(backbone: SpeakerBackbone, audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Unit-norm float32 speaker embedding of mono float audio at ``sample_rate`` (resampled with soxr)."""
-    return backbone.embed(_prepare(audio, sample_rate, backbone.sample_rate))
+    return backbone.embed(mono_at_rate(audio, sample_rate, backbone.sample_rate))
 
 
 def cosine_similarity(first: np.ndarray, second: np.ndarray) -> float:
@@ -141,7 +139,7 @@ def speaker_similarity(backbone: SpeakerBackbone, pairs: Sequence[tuple[np.ndarr
     rates = sorted({int(sample_rate) for _, _, sample_rate in pairs})
     card: dict[str, Any] = {
         "metric": "speaker_similarity",
-        "implementation": _own_implementation(),
+        "implementation": own_implementation(__name__, __file__),
         "backbone": backbone.card,
         "sample_rate": backbone.sample_rate,
         "input_sample_rate": rates[0] if len(rates) == 1 else rates,
@@ -286,28 +284,3 @@ def _unit(embedding: np.ndarray) -> np.ndarray:
         raise ValueError("the speaker encoder returned a zero embedding")
     return (embedding / norm).astype(np.float32)
 
-
-def _prepare(audio: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
-    array = np.asarray(audio, dtype=np.float32)
-    if array.ndim != 1:
-        raise ValueError(f"audio must be mono (1-D), got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError("audio is empty")
-    if not np.all(np.isfinite(array)):
-        raise ValueError("audio holds NaN or infinite samples")
-    if sample_rate <= 0:
-        raise ValueError(f"sample rate must be positive, got {sample_rate}")
-    if sample_rate != target_rate:
-        array = soxr.resample(array, sample_rate, target_rate, quality="VHQ").astype(np.float32)
-    return array
-
-
-@functools.cache
-def _own_implementation() -> dict[str, str]:
-    """The pairing and averaging are ours: this module's digest is the pin."""
-    return {
-        "package": "uniflow",
-        "version": importlib.metadata.version("uniflow"),
-        "module": __name__,
-        "sha256": sha256_file(Path(__file__)),
-    }

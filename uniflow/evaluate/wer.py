@@ -22,7 +22,6 @@ ASR backbones (``WerSettings.asr``):
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.metadata
 from collections.abc import Sequence
@@ -30,13 +29,13 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
-import soxr
 import torch
 from pydantic import model_validator
 
 from uniflow.config import StrictModel
 from uniflow.evaluate import text_normalizer
 from uniflow.evaluate.backbones import BackboneSpec, backbone_card, check_pin, module_digest, path_digest, require_path
+from uniflow.evaluate.cards import mono_at_rate, own_implementation
 from uniflow.evaluate.signal_metrics import MetricUnavailable, Score
 from uniflow.hashing import sha256_file
 
@@ -198,7 +197,7 @@ def wer_of_transcripts(
     total = EditCounts(*totals)
     card: dict[str, Any] = {
         "metric": "wer",
-        "implementation": _own_implementation(),
+        "implementation": own_implementation(__name__, __file__, normalizer_sha256=sha256_file(text_normalizer.__file__)),
         "normalizer": {"version": text_normalizer.NORMALIZER_VERSION, "module": text_normalizer.__name__},
         "backbone": asr_card,
         "settings": {
@@ -229,7 +228,7 @@ def word_error_rate(asr: AsrBackbone, items: Sequence[tuple[np.ndarray, int, str
 
 def transcribe(asr: AsrBackbone, audio: np.ndarray, sample_rate: int) -> str:
     """Raw transcript of mono float audio at ``sample_rate`` (resampled to the recognizer's rate with soxr)."""
-    return asr.transcribe(_prepare(audio, sample_rate, asr.sample_rate))
+    return asr.transcribe(mono_at_rate(audio, sample_rate, asr.sample_rate))
 
 
 # -- loading ---------------------------------------------------------------------------------------
@@ -403,29 +402,3 @@ def _pocketsphinx_files(model_dir: Path) -> tuple[Path, Path, Path]:
         raise MetricUnavailable(f"{METRIC}: pocketsphinx model directory {model_dir} needs exactly one of each, found {', '.join(problems)}")
     return acoustic[0], dictionaries[0], models[0]
 
-
-def _prepare(audio: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
-    array = np.asarray(audio, dtype=np.float32)
-    if array.ndim != 1:
-        raise ValueError(f"audio must be mono (1-D), got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError("audio is empty")
-    if not np.all(np.isfinite(array)):
-        raise ValueError("audio holds NaN or infinite samples")
-    if sample_rate <= 0:
-        raise ValueError(f"sample rate must be positive, got {sample_rate}")
-    if sample_rate != target_rate:
-        array = soxr.resample(array, sample_rate, target_rate, quality="VHQ").astype(np.float32)
-    return array
-
-
-@functools.cache
-def _own_implementation() -> dict[str, str]:
-    """The alignment and the normalizer are ours: their source digests are the pin."""
-    return {
-        "package": "uniflow",
-        "version": importlib.metadata.version("uniflow"),
-        "module": __name__,
-        "sha256": sha256_file(Path(__file__)),
-        "normalizer_sha256": sha256_file(Path(text_normalizer.__file__)),
-    }
