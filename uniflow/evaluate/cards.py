@@ -34,8 +34,8 @@ def package_implementation(package: str, **details: str) -> dict[str, str]:
     return {"package": package, "version": importlib.metadata.version(package), **details}
 
 
-def mono_at_rate(audio: np.ndarray, sample_rate: int, target_rate: int, label: str = "audio") -> np.ndarray:
-    """A finite, non-empty mono clip as float32 at ``target_rate`` (soxr VHQ when the rates differ)."""
+def checked_mono(audio: np.ndarray, label: str = "audio") -> np.ndarray:
+    """``audio`` as float64 after checking it is mono, non-empty and finite (the error names ``label``)."""
     array = np.asarray(audio, dtype=np.float64)
     if array.ndim != 1:
         raise ValueError(f"{label} must be mono (1-D), got shape {array.shape}")
@@ -43,6 +43,12 @@ def mono_at_rate(audio: np.ndarray, sample_rate: int, target_rate: int, label: s
         raise ValueError(f"{label} is empty")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{label} holds NaN or infinite samples")
+    return array
+
+
+def mono_at_rate(audio: np.ndarray, sample_rate: int, target_rate: int, label: str = "audio") -> np.ndarray:
+    """A finite, non-empty mono clip as float32 at ``target_rate`` (soxr VHQ when the rates differ)."""
+    array = checked_mono(audio, label)
     if sample_rate <= 0:
         raise ValueError(f"{label}: sample rate must be positive, got {sample_rate}")
     if sample_rate != target_rate:

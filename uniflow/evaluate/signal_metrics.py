@@ -22,7 +22,7 @@ import numpy as np
 import scipy.signal
 import soxr
 
-from uniflow.evaluate.cards import own_implementation, package_implementation
+from uniflow.evaluate.cards import checked_mono, own_implementation, package_implementation
 
 MAX_LENGTH_MISMATCH_S = 0.05
 
@@ -150,7 +150,7 @@ def pitch_track(
     A frame is voiced when its cumulative mean normalised difference has a trough below ``threshold``
     between the periods of ``fmax`` and ``fmin`` and its RMS is above ``silence_db`` dBFS.
     """
-    audio = _mono(audio, "audio")
+    audio = checked_mono(audio, "audio")
     longest = int(np.ceil(sample_rate / fmin))
     shortest = max(2, int(np.floor(sample_rate / fmax)))
     # The integration window is one longest period, so each frame holds two of them.
@@ -283,23 +283,12 @@ def _midi(f0_hz: np.ndarray) -> np.ndarray:
     return 69 + 12 * np.log2(f0_hz / 440.0)
 
 
-def _mono(audio: np.ndarray, label: str) -> np.ndarray:
-    array = np.asarray(audio, dtype=np.float64)
-    if array.ndim != 1:
-        raise ValueError(f"{label} must be mono (1-D), got shape {array.shape}")
-    if len(array) == 0:
-        raise ValueError(f"{label} is empty")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{label} holds NaN or infinite samples")
-    return array
-
-
 def _paired(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Both signals as float64, cut to the shorter, with the compared duration in seconds."""
     if sample_rate <= 0:
         raise ValueError(f"sample rate must be positive, got {sample_rate}")
-    reference = _mono(reference, "reference")
-    estimate = _mono(estimate, "estimate")
+    reference = checked_mono(reference, "reference")
+    estimate = checked_mono(estimate, "estimate")
     mismatch_s = abs(len(reference) - len(estimate)) / sample_rate
     if mismatch_s > MAX_LENGTH_MISMATCH_S:
         raise ValueError(
