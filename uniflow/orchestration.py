@@ -25,3 +25,10 @@ def configure_prefect(project_dir: str | Path | None = None) -> str:
     os.environ.setdefault("PREFECT_HOME", str(home))
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     return f"embedded Prefect (no server; state in {os.environ['PREFECT_HOME']})"
+
+
+def in_prefect_run() -> bool:
+    """True inside a Prefect flow or task run, where artifacts can be published; plain calls skip them."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None

@@ -579,11 +579,11 @@ def publish_data_card(storage: Storage, plan: Plan, datasets_dir: str | Path = "
                       rows: Sequence[dict[str, Any]] | None = None) -> str:
     """Collect, write (``data_card.json``, ``data_card.html``, the previous JSON kept) and, inside a Prefect
     run, publish a markdown artifact with the hours table and the HTML's location. Returns the HTML's URL."""
-    from uniflow.shards.report import _in_prefect_run
+    from uniflow.orchestration import in_prefect_run
 
     card = collect_data_card(storage, plan, datasets_dir, rows, previous=read_previous_card(storage))
     html_url = write_data_card(storage, card)
-    if _in_prefect_run():
+    if in_prefect_run():
         from prefect.artifacts import create_markdown_artifact
 
         create_markdown_artifact(artifact_markdown(card, html_url), key=ARTIFACT_KEY,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from uniflow.corpora.recipe import SPLITS, TASKS, Plan
+from uniflow.orchestration import in_prefect_run
 from uniflow.shards.ledger import ShardSet, read_ledger
 from uniflow.storage import Role, Storage
 
@@ -135,12 +136,6 @@ def corpus_table_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _in_prefect_run() -> bool:
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
-
-
 def publish_report(storage: Storage, plan: Plan, role: Role = "shards") -> list[dict[str, Any]]:
     """Write ``<reports>/corpus.md`` and ``corpus.json``; inside a Prefect run, also a table artifact."""
     rows = corpus_table(storage, plan, role)
@@ -152,7 +147,7 @@ def publish_report(storage: Storage, plan: Plan, role: Role = "shards") -> list[
     document = {"paper_total_hours": plan.paper_total_hours, "columns": list(COLUMNS), "rows": rows}
     storage.write_text("reports", f"{REPORT_NAME}.md", text=markdown)
     storage.write_text("reports", f"{REPORT_NAME}.json", text=json.dumps(document, indent=1) + "\n")
-    if _in_prefect_run():
+    if in_prefect_run():
         from prefect.artifacts import create_table_artifact
 
         create_table_artifact(rows, key=ARTIFACT_KEY, description="Hours per task, corpus and split from the shard ledgers, beside Table 4")
