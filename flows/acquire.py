@@ -22,6 +22,7 @@ from uniflow.corpora.acquire import (
     acquire_part,
     acquire_remote_collection,
     part_is_complete,
+    remove_interrupted_writes,
 )
 from uniflow.corpora.errors import ManualStepNeeded
 from uniflow.corpora.manifest import ManifestSummary, prepare_manifests
@@ -131,6 +132,8 @@ def acquire_flow(
     storage = Storage.from_file(profile)
     logger.info("acquiring %d corpora into %s", len(selected), storage.url("raw"))
 
+    for recipe in selected:  # left by a killed run; nothing writes into these folders yet
+        remove_interrupted_writes(storage, recipe)
     part_futures: dict[str, list[PrefectFuture]] = {recipe.name: [] for recipe in selected}
     if download:
         for recipe in selected:

@@ -17,9 +17,18 @@ from prefect.task_runners import ProcessPoolTaskRunner
 from flows.progress import outcomes_with_progress
 from uniflow.align.aligners import AlignerName, make_aligner, resolve_aligner_name
 from uniflow.align.score import ScoreSummary, prepare_scores
-from uniflow.align.stage import DEFAULT_CHUNK_SIZE, AlignSummary, ChunkPlan, ChunkResult, align_chunk, merge_chunks, plan_chunks
+from uniflow.align.stage import (
+    DEFAULT_CHUNK_SIZE,
+    AlignSummary,
+    ChunkPlan,
+    ChunkResult,
+    align_chunk,
+    merge_chunks,
+    plan_chunks,
+    work_dir,
+)
 from uniflow.corpora.recipe import SPLITS, load_plan, load_recipes
-from uniflow.storage import Storage
+from uniflow.storage import Storage, remove_leftovers
 
 
 @task(task_run_name="plan {corpus}/{split}")
@@ -71,6 +80,12 @@ def align_flow(
     chosen = resolve_aligner_name(aligner, mfa_settings_json)
     logger.info("aligning %s with %s; scores for %s", tts or "nothing", chosen, svs or "nothing")
 
+    # Left by a killed run (chunk files, merged alignments, scores); no writer of these corpora runs now.
+    for corpus in tts + svs:
+        for split in SPLITS:
+            remove_leftovers(work_dir(storage, corpus, split))
+        if storage.is_local("manifests"):
+            remove_leftovers(storage.path("manifests", corpus))
     splits = [(corpus, split) for corpus in tts for split in _splits_with_manifests(storage, corpus)]
     missing = [corpus for corpus in tts + svs if not _splits_with_manifests(storage, corpus)]
     for corpus in missing:

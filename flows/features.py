@@ -37,7 +37,7 @@ from uniflow.features.stage import (
 )
 from uniflow.shards.ledger import ShardSet, read_ledger
 from uniflow.shards.writer import ShardRecord
-from uniflow.storage import Storage
+from uniflow.storage import Storage, remove_leftovers
 
 
 @lru_cache(maxsize=1)
@@ -135,7 +135,10 @@ def features_flow(
     needed = sorted({name for name, _ in sets})
     planning = load_feature_encoders(config, needed + (["t2a"] if instructions_path else []), devices[0], vae_dtype, batch_frames)
     if instructions_path:
-        from uniflow.features.instructions import write_instruction_embeddings
+        from uniflow.features.instructions import INSTRUCTIONS_FOLDER, write_instruction_embeddings
+
+        if storage.is_local("features"):
+            remove_leftovers(storage.path("features", INSTRUCTIONS_FOLDER))  # left by a killed run
 
         url, written = write_instruction_embeddings(storage, planning.text, instructions_path)
         outcome["instructions"] = {"url": url, "written": written}

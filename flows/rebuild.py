@@ -28,7 +28,7 @@ from flows.align import align_flow
 from flows.features import run_features
 from flows.shard import DEFAULT_MAX_SAMPLES, shard_flow
 from flows.simulate import run_simulation
-from uniflow.storage import Storage
+from uniflow.storage import Storage, remove_leftovers
 
 STAGES: tuple[str, ...] = ("acquire", "align", "simulate", "shard", "features")
 RebuildProfile = Literal["demo", "full"]
@@ -58,9 +58,12 @@ def prepare_demo_models(storage: Storage, datasets_dir: str, vae_steps: int) -> 
     from uniflow.train.vae import VaeTrainConfig, train_vae
 
     models = storage.path("checkpoints").parent / "models"
+    remove_leftovers(models)  # a model folder a killed run was saving
     for name, save in (("tiny-t5", save_tiny_text_encoder), ("tiny-clip", save_tiny_video_encoder)):
         if not (models / name).is_dir():
-            save(models / name)
+            # Saved beside and renamed when whole: a kill mid-save must not leave a folder the next run trusts.
+            staging = save(models / f".{name}.partial-{os.getpid()}")
+            os.rename(staging, models / name)
     settings = VaeTrainConfig.tiny()
     data = settings.data.model_copy(update={"datasets": datasets_dir, "plan": f"{datasets_dir}/plan.yaml"})
     settings = settings.model_copy(update={"data": data, "steps": vae_steps, "checkpoint_every": vae_steps})
@@ -92,9 +95,12 @@ def rebuild_flow(
     mirror_dir: str = "data/mirror",
     stages: list[str] | None = None,
     demo_vae_steps: int | None = None,
+    simulation_runner: Literal["processes", "dask"] = "processes",
+    dask_address: str | None = None,
 ) -> dict[str, Any]:
     """Run the data stages in order (``stages``: a subset of acquire, align, simulate, shard, features);
-    ``demo_vae_steps`` overrides the demo profile's tiny-VAE steps."""
+    ``demo_vae_steps`` overrides the demo profile's tiny-VAE steps; the simulation runs on local processes or
+    on Dask (``dask_address`` of a running scheduler, else a local Dask cluster)."""
     logger = get_run_logger()
     settings = PROFILES[profile]
     storage_profile = storage_profile or settings.storage
@@ -108,7 +114,10 @@ def rebuild_flow(
     if "align" in chosen:
         outcome["align"] = align_flow(profile=storage_profile, datasets_dir=datasets_dir)
     if "simulate" in chosen:
-        outcome["simulate"] = run_simulation(None, storage_profile, datasets_dir, config_path=f"{datasets_dir}/{settings.simulation}")
+        outcome["simulate"] = run_simulation(
+            None, storage_profile, datasets_dir, simulation_runner, dask_address=dask_address,
+            config_path=f"{datasets_dir}/{settings.simulation}",
+        )
     if "shard" in chosen:
         outcome["shard"] = shard_flow(profile=storage_profile, datasets_dir=datasets_dir, max_samples=settings.max_samples)
     if "features" in chosen:
@@ -121,6 +130,12 @@ def rebuild_flow(
             encoders_path=f"{datasets_dir}/{settings.encoders}",
             instructions_path=f"{datasets_dir}/instructions.yaml",
         )
+    if "shard" in chosen:  # the data card describes the shards: rewrite it when they may have changed
+        from uniflow.corpora.recipe import load_plan, load_recipes
+        from uniflow.reporting.data_card import publish_data_card
+
+        plan = load_plan(f"{datasets_dir}/plan.yaml", load_recipes(datasets_dir))
+        outcome["data_card"] = publish_data_card(Storage.from_file(storage_profile), plan, datasets_dir)
     create_markdown_artifact(_summary(outcome), key="rebuild", description=f"Data rebuild ({profile})")
     return outcome
 
@@ -144,4 +159,6 @@ def _summary(outcome: dict[str, Any]) -> str:
     if "features" in outcome:
         computed = sum(row["computed"] for row in outcome["features"]["sets"])
         lines.append(f"| features | {len(outcome['features']['sets'])} sets, {computed} shards computed |")
+    if "data_card" in outcome:
+        lines.append(f"| data card | {outcome['data_card']} |")
     return "\n".join(lines) + "\n"

@@ -26,8 +26,9 @@ from uniflow.simulate.stage import (
     plan_simulation,
     render_batch,
     summarize,
+    work_dir,
 )
-from uniflow.storage import Storage
+from uniflow.storage import Storage, remove_leftovers
 
 
 @task(task_run_name="plan {sim_task}/{split}")
@@ -81,7 +82,14 @@ def simulate_flow(
     config_path = config_path or f"{datasets_dir}/simulation.yaml"
     logger = get_run_logger()
     storage = Storage.from_file(profile)
-    plans = [plan_task(profile, datasets_dir, config_path, sim_task, split) for sim_task in tasks or ["se", "sr"] for split in SPLITS]
+    chosen = tasks or ["se", "sr"]
+    # Left by a killed run (parameter files, batch tars, markers, generated RIRs); no writer of them runs now.
+    for folder in [work_dir(storage, sim_task, split) for sim_task in chosen for split in SPLITS]:
+        remove_leftovers(folder)
+    remove_leftovers(storage.path("raw", "generated_rirs"))
+    if storage.is_local("reports"):
+        remove_leftovers(storage.path("reports", "simulate"))
+    plans = [plan_task(profile, datasets_dir, config_path, sim_task, split) for sim_task in chosen for split in SPLITS]
     plans = [plan for plan in plans if plan.batches]
     for plan in plans:
         logger.info("%s/%s: %d pairs in %d batches from %s", plan.task, plan.split, plan.pairs, plan.batches, plan.sources)

@@ -340,16 +340,25 @@ def _report_features(outcome: dict[str, Any]) -> None:
 
 
 @app.command()
-def report(profile: ProfileOption = "storage_config/local.yaml", datasets: DatasetsOption = "datasets") -> None:
+def report(
+    profile: ProfileOption = "storage_config/local.yaml",
+    datasets: DatasetsOption = "datasets",
+    html: Annotated[bool, typer.Option("--html/--no-html", help="Also write the HTML data card (data_card.html, .json).")] = True,
+) -> None:
     """Sum the shard ledgers into the corpus table (hours per task, corpus, split vs the paper's Table 4)."""
     from uniflow.corpora.recipe import load_plan, load_recipes
     from uniflow.shards.report import corpus_table_markdown, publish_report
     from uniflow.storage import Storage
 
     storage = Storage.from_file(profile)
-    rows = publish_report(storage, load_plan(f"{datasets}/plan.yaml", load_recipes(datasets)))
+    plan = load_plan(f"{datasets}/plan.yaml", load_recipes(datasets))
+    rows = publish_report(storage, plan)
     console.print(corpus_table_markdown(rows))
     console.print(f"written: {storage.url('reports', 'corpus.md')}")
+    if html:
+        from uniflow.reporting.data_card import publish_data_card
+
+        console.print(f"data card: {publish_data_card(storage, plan, datasets, rows)}")
 
 
 @app.command("plan")
@@ -457,7 +466,8 @@ def demo(
     datasets: DatasetsOption = "datasets",
 ) -> None:
     """The main job on the embedded default: the rebuild flow on the demo profile (mini mirror -> acquisition
-    -> alignment -> simulation -> shards -> tiny VAE -> feature shards), with a report of every stage."""
+    -> alignment -> simulation -> shards -> tiny VAE -> feature shards, and the HTML data card), a short training
+    of the tiny UniFlow-Audio with generated validation items, and its evaluation in the layout of Table 1."""
     console.print(f"[dim]{configure_prefect()}[/dim]")
     console.rule("rebuild flow, demo profile: mirror -> acquire -> align -> simulate -> shard -> VAE -> features")
     from flows.rebuild import rebuild_flow
@@ -465,7 +475,11 @@ def demo(
     outcome = rebuild_flow(profile="demo", datasets_dir=datasets, mirror_dir=str(mirror_dir))
     code = _report_rebuild(outcome)
     console.rule(f"backbone training (tiny config, {DEMO_TRAIN_STEPS} steps) and generated validation items")
-    _report_training(_demo_train(datasets, Path(outcome["vae"]["checkpoint"]) / "vae"))
+    vae_dir = Path(outcome["vae"]["checkpoint"]) / "vae"
+    trained = _demo_train(datasets, vae_dir)
+    _report_training(trained)
+    console.rule("evaluation on the test split (the paper's metrics, Table 1 layout)")
+    _demo_evaluate(trained.checkpoint, vae_dir, datasets)
     raise typer.Exit(code)
 
 
@@ -484,6 +498,18 @@ def _demo_train(datasets: str, vae_dir: Path) -> Any:
                 # the demo's tiny T5 and CLIP (uniflow.features.text/video save_tiny_*) are 32 wide
                 "tiny_feature_dims": {"text": 32, "video": 32, "instruction": 32}})
     return train(config, Storage.from_file(DEMO_PROFILE), "demo", resume=True)
+
+
+def _demo_evaluate(checkpoint: Path, vae_dir: Path, datasets: str) -> None:
+    """Evaluate the demo checkpoint with ``evaluation_demo.yaml`` (tiny FD and CLAP backbones, saved here)."""
+    from flows.evaluate import evaluate_flow, prepare_demo_backbones
+    from uniflow.storage import Storage
+
+    prepare_demo_backbones(Storage.from_file(DEMO_PROFILE).path("checkpoints").parent / "models" / "eval")
+    outcome = evaluate_flow(checkpoint=str(checkpoint), vae_dir=str(vae_dir), profile=DEMO_PROFILE,
+                            config_path=f"{datasets}/evaluation_demo.yaml", name="demo")
+    print(Path(outcome["directory"], "evaluation.md").read_text())
+    console.print(f"evaluation: {outcome['directory']}/evaluation.md (metric cards in evaluation.json, audio beside)")
 
 
 def _report_training(result: Any) -> None:
@@ -515,6 +541,8 @@ def _report_rebuild(outcome: dict[str, Any]) -> int:
         _print_vae_evaluation(outcome["vae"]["evaluation"], f"demo VAE at step {outcome['vae']['step']} (held-out clips)")
     if "features" in outcome:
         _report_features(outcome["features"])
+    if "data_card" in outcome:
+        console.print(f"data card (HTML): {outcome['data_card']}")
     report_path = Storage.from_file(outcome["storage_profile"]).path("reports") / "rebuild.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(outcome, indent=1, default=str))
@@ -551,6 +579,7 @@ def rebuild(
     datasets: DatasetsOption = "datasets",
     stage: Annotated[list[str] | None, typer.Option("--stage", help="Only these stages (acquire, align, simulate, shard, features).")] = None,
     mirror_dir: Annotated[Path, typer.Option(help="Where the mini mirror is built (demo).")] = Path("data/mirror"),
+    demo_vae_steps: Annotated[int | None, typer.Option(help="Tiny-VAE steps before the demo's features (default: the profile's).")] = None,
 ) -> None:
     """All data stages in order as one Prefect flow; each resumes from what its outputs already hold."""
     if profile not in ("demo", "full"):
@@ -560,7 +589,7 @@ def rebuild(
 
     try:
         outcome = rebuild_flow(profile=profile, storage_profile=storage, datasets_dir=datasets, mirror_dir=str(mirror_dir),
-                               stages=stage or None)
+                               stages=stage or None, demo_vae_steps=demo_vae_steps)
     except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
         _fail(str(exc))
         raise
@@ -713,6 +742,31 @@ def train_command(
         table.add_row(task, f"{value:.4f}")
     console.print(table)
     console.print(f"step {result.step}; {result.nonfinite_steps} non-finite step(s) skipped; checkpoint: {result.checkpoint}")
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="A training run folder (its latest checkpoint), a step-N checkpoint or a model directory.")],
+    vae: Annotated[Path | None, typer.Option(help="VAE directory (default: the one the run trained with).")] = None,
+    profile: ProfileOption = "storage_config/local.yaml",
+    config: Annotated[Path, typer.Option(help="Evaluation YAML: split, inference settings, metric backbones.")] = Path("datasets/evaluation.yaml"),
+    name: Annotated[str | None, typer.Option(help="Output folder under <reports>/evaluation/ (default: <run>-step-N).")] = None,
+    max_items: Annotated[int | None, typer.Option(help="At most this many test items per task.")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", help="Only these tasks (default: the config's).")] = None,
+) -> None:
+    """The paper's objective metrics on the test split, printed in the layout of Table 1 with the inference
+    settings beside it; every score's metric card (backbone checksums, settings) goes to evaluation.json."""
+    console.print(f"[dim]{configure_prefect()}[/dim]")
+    from flows.evaluate import evaluate_flow
+
+    try:
+        outcome = evaluate_flow(checkpoint=str(checkpoint), vae_dir=str(vae) if vae else None, profile=profile,
+                                config_path=str(config), name=name, max_items=max_items, tasks=task or None)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        raise
+    print(Path(outcome["directory"], "evaluation.md").read_text())
+    console.print(f"written: {outcome['directory']}/evaluation.md and evaluation.json")
 
 
 @app.command()

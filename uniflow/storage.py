@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,6 +198,36 @@ def atomic_write(target: str | Path, mode: str = "wb", fs: fsspec.AbstractFileSy
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
+
+
+def is_leftover_name(name: str) -> bool:
+    """Whether ``name`` is what a killed writer leaves behind: an ``atomic_write`` temporary
+    (``.<name>.<random>.tmp``) or a hidden staging folder (``.<name>.partial-<pid>`` of an extraction,
+    ``.fetch-<random>`` of a YouTube fetch)."""
+    return name.startswith(".") and (name.endswith(".tmp") or ".partial-" in name or name.startswith(".fetch-"))
+
+
+def remove_leftovers(folder: str | Path) -> int:
+    """Delete the leftovers of killed writers directly in ``folder`` (not below it); returns how many.
+
+    A kill skips the cleanup of ``atomic_write`` and of staging folders, and a rerun writes under new
+    random names, so nothing else ever removes them. Call it only while nothing writes into ``folder``
+    (at the start of the stage that owns it).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    with os.scandir(folder) as entries:
+        stale = [entry for entry in entries if is_leftover_name(entry.name)]
+    for entry in stale:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+        removed += 1
+    return removed
 
 
 def default_profile_path() -> Path:

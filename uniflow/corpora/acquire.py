@@ -24,7 +24,7 @@ from uniflow.corpora.errors import ManualStepNeeded
 from uniflow.corpora.extract import extract_archive
 from uniflow.corpora.recipe import HttpSource, HuggingFaceSource, ManualSource, Part, Recipe, YoutubeSource
 from uniflow.mirror.build import INDEX_NAME, mirror_file_url
-from uniflow.storage import Storage, atomic_write
+from uniflow.storage import Storage, atomic_write, remove_leftovers
 
 PartStatus = Literal["done", "skipped", "manual", "failed"]
 
@@ -91,6 +91,18 @@ def part_marker(storage: Storage, recipe: Recipe, part: Part) -> Path:
 
 def part_is_complete(storage: Storage, recipe: Recipe, part: Part) -> bool:
     return part_marker(storage, recipe, part).exists()
+
+
+def remove_interrupted_writes(storage: Storage, recipe: Recipe) -> int:
+    """Delete what a killed acquisition of ``recipe`` left: marker and clip temporaries, extraction and fetch
+    staging folders, manifest temporaries (a ``.part`` download stays: it is resumed). Returns how many.
+
+    Call it before the corpus's parts are acquired, while nothing else writes into its folders."""
+    root = corpus_dir(storage, recipe)
+    removed = sum(remove_leftovers(root / folder) for folder in ("downloads", "parts", "clips"))
+    if storage.is_local("manifests"):
+        removed += remove_leftovers(storage.path("manifests", recipe.name))
+    return removed
 
 
 # -- mirror ----------------------------------------------------------------------------------------------
@@ -215,6 +227,7 @@ def acquire_remote_collection(storage: Storage, recipe: Recipe, *, progress: boo
 def acquire_corpus(storage: Storage, recipe: Recipe, *, progress: bool = True) -> CorpusResult:
     """Acquire every part of a corpus, then its remote collection; never raises for one bad part."""
     result = CorpusResult(recipe.name)
+    remove_interrupted_writes(storage, recipe)
     for part in recipe.parts:
         result.parts.append(acquire_part_safely(storage, recipe, part, progress=progress))
     manual = [part for part in result.parts if part.status == "manual"]
