@@ -261,7 +261,7 @@ def test_fd_score_resamples_other_rates(tiny_panns: FrechetSettings, speech_clip
     embedder = load_embedder(tiny_panns)
     reference = speech_clips[:4]
     at_44k = [(soxr.resample(audio, rate, 44100, quality="VHQ"), 44100) for audio, rate in reference]
-    native, resampled = embed(embedder, reference), embed(embedder, at_44k)
+    (native, _), (resampled, _) = embed(embedder, reference), embed(embedder, at_44k)
     assert resampled.shape == (4, 32)
     # A round trip through 44.1 kHz changes the embedding by far less than its size.
     assert np.max(np.abs(native - resampled)) < 0.05 * np.max(np.abs(native))
@@ -273,10 +273,20 @@ def test_fd_score_input_errors(tiny_panns: FrechetSettings, speech_clips: list[t
     embedder = load_embedder(tiny_panns)
     with pytest.raises(ValueError, match="at least 2 reference items"):
         fd_score(embedder, speech_clips[:1], speech_clips)
-    with pytest.raises(ValueError, match="needs at least 0.310 s"):
-        fd_score(embedder, speech_clips[:2], [(np.zeros(3000), 16000), (np.zeros(3000), 16000)])
     with pytest.raises(ValueError, match="mono"):
         embed(embedder, [(np.zeros((2, 16000)), 16000)])
+
+
+def test_clips_shorter_than_the_receptive_field_are_padded_with_silence_and_counted(
+    tiny_panns: FrechetSettings, speech_clips: list[tuple[np.ndarray, int]]
+) -> None:
+    embedder = load_embedder(tiny_panns)
+    short = [(audio[:3000], rate) for audio, rate in speech_clips[:2]]  # 0.19 s, under CNN14's 0.31 s
+    padded = [(np.pad(audio, (0, embedder.min_samples - len(audio))), rate) for audio, rate in short]
+    (as_given, count), (by_hand, _) = embed(embedder, short), embed(embedder, padded)
+    assert count == 2 and np.array_equal(as_given, by_hand)
+    card = fd_score(embedder, speech_clips[:2], short).card
+    assert card["padded_to_min_seconds"] == {"min_seconds": embedder.min_samples / 16000, "reference": 0, "generated": 2}
 
 
 def test_missing_weights_and_pin_mismatch(tmp_path: Path, tiny_panns: FrechetSettings) -> None:
@@ -309,7 +319,7 @@ def test_clap_audio_embedder_is_pluggable(tmp_path: Path, speech_clips: list[tup
     rng = np.random.default_rng(11)
     noise = [(0.1 * rng.standard_normal(24000), 16000) for _ in range(2)]
     score = fd_score(embedder, reference, noise)
-    reference_embeddings = embed(embedder, reference)
+    reference_embeddings, _ = embed(embedder, reference)
     assert reference_embeddings.shape == (2, 8)
     assert np.linalg.norm(reference_embeddings, axis=1) == pytest.approx([1.0, 1.0])
     # A random tiny CLAP separates speech from noise only a little, but far above the self-distance.

@@ -126,18 +126,19 @@ def _clap_audio_embedder(settings: FrechetSettings, path: Path) -> Embedder:
 
 
 
-def embed(embedder: Embedder, audios: Sequence[AudioItem]) -> np.ndarray:
-    """One embedding per clip: an array of shape (number of clips, embedder.dim), float64."""
-    rows = []
+def embed(embedder: Embedder, audios: Sequence[AudioItem]) -> tuple[np.ndarray, int]:
+    """One embedding per clip, shape (number of clips, embedder.dim), float64, and how many clips were padded.
+
+    A clip shorter than the embedder's receptive field is padded with trailing silence to it: a generated
+    clip may legitimately be that short (NTA lengths are predicted), and dropping it would bias the set."""
+    rows, padded = [], 0
     for index, (audio, sample_rate) in enumerate(audios):
         clip = mono_at_rate(audio, sample_rate, embedder.sample_rate, f"clip {index}")
         if len(clip) < embedder.min_samples:
-            raise ValueError(
-                f"clip {index} lasts {len(clip) / embedder.sample_rate:.3f} s; the {embedder.kind} embedder needs "
-                f"at least {embedder.min_samples / embedder.sample_rate:.3f} s"
-            )
+            clip = np.pad(clip, (0, embedder.min_samples - len(clip)))
+            padded += 1
         rows.append(embedder.embed_clip(clip))
-    return np.stack(rows) if rows else np.zeros((0, embedder.dim))
+    return (np.stack(rows) if rows else np.zeros((0, embedder.dim))), padded
 
 
 def frechet_distance(
@@ -181,8 +182,8 @@ def fd_score(embedder: Embedder, reference_audios: Sequence[AudioItem], generate
     """FD between reference and generated clips (lists of (mono audio, sample rate)) under ``embedder``."""
     _require_items(len(reference_audios), "reference")
     _require_items(len(generated_audios), "generated")
-    reference = embed(embedder, reference_audios)
-    generated = embed(embedder, generated_audios)
+    reference, reference_padded = embed(embedder, reference_audios)
+    generated, generated_padded = embed(embedder, generated_audios)
     score = frechet_distance(reference, generated, eps=embedder.settings.eps, max_imaginary=embedder.settings.max_imaginary)
     input_rates = sorted({int(rate) for _, rate in (*reference_audios, *generated_audios)})
     card = {
@@ -191,6 +192,8 @@ def fd_score(embedder: Embedder, reference_audios: Sequence[AudioItem], generate
         "backbone": embedder.card,
         "sample_rate": embedder.sample_rate,
         "input_sample_rates": input_rates,
+        "padded_to_min_seconds": {"min_seconds": embedder.min_samples / embedder.sample_rate,
+                                  "reference": reference_padded, "generated": generated_padded},
     }
     if any(rate != embedder.sample_rate for rate in input_rates):
         card["resampler"] = {"package": "soxr", "version": importlib.metadata.version("soxr"), "quality": "VHQ"}
