@@ -103,6 +103,6 @@ def evaluate_flow(
         description="every score; full metric cards in evaluation.json",
     )
     create_link_artifact(result.json_path.resolve().as_uri(), link_text="evaluation.json (metric cards)", key=f"{key}-cards")
-    logger.info("evaluation of %s:\n%s", model_dir, markdown)
+    logger.info("evaluation of %s written to %s (Table 1 layout: artifact %s)", model_dir, result.markdown_path, key)
     return {"name": name, "directory": str(result.directory), "rows": result.rows, "settings": result.settings,
             "generated": result.generated}  # fmt: skip

@@ -102,7 +102,9 @@ def test_m4singer_scores_splits_and_audio(raw: Path, recipes: dict[str, Recipe])
         assert "AP" in entry.score["phs"] and 1 in entry.score["is_slur"]
         # The sung-note stand-in is rendered from the score, so its length is the phones' total.
         assert sf.info(entry.audio).duration == pytest.approx(sum(item["ph_dur"]), abs=0.01)
-        assert entry.extra["midi"].endswith(".mid") and Path(entry.extra["textgrid"]).is_file()
+        # Paths relative to the raw role (the corpus folder's parent), like manifest audio paths.
+        assert entry.extra["midi"].startswith("m4singer/parts/") and entry.extra["midi"].endswith(".mid")
+        assert (raw / entry.extra["textgrid"]).is_file()
     assert found["Bass-1/月亮/0000"].gender == "male" and found["Alto-2/岁月神偷/0000"].gender == "female"
 
 

@@ -115,7 +115,8 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
         extra: dict[str, Any] = {"song": song}
         for suffix, field in ((".mid", "midi"), (".TextGrid", "textgrid")):
             if f"{sent_id}{suffix}" in listings[folder]:
-                extra[field] = str(root / folder / f"{sent_id}{suffix}")
+                # Relative to the raw role, as manifest audio paths are: shards must not depend on where data lives.
+                extra[field] = (root / folder / f"{sent_id}{suffix}").relative_to(Path(corpus_dir).parent).as_posix()
         yield Entry(
             key=item_key(name),
             split=split_of(name),

@@ -64,7 +64,8 @@ def entries(corpus_dir: Path, recipe: Recipe) -> Iterator[Entry | Problem]:
             if phones:
                 extra["phones"] = phones.split()
             if f"{number}.TextGrid" in names:
-                extra["textgrid"] = str(song_dir / f"{number}.TextGrid")
+                # Relative to the raw role, as manifest audio paths are: shards must not depend on where data lives.
+                extra["textgrid"] = (song_dir / f"{number}.TextGrid").relative_to(Path(corpus_dir).parent).as_posix()
             yield Entry(
                 key=key,
                 split="train",
