@@ -95,12 +95,12 @@ def rebuild_flow(
     mirror_dir: str = "data/mirror",
     stages: list[str] | None = None,
     demo_vae_steps: int | None = None,
-    simulation_runner: Literal["processes", "dask"] = "processes",
-    dask_address: str | None = None,
+    simulation_runner: Literal["processes", "dask", "ray"] = "processes",
+    simulation_address: str | None = None,
 ) -> dict[str, Any]:
     """Run the data stages in order (``stages``: a subset of acquire, align, simulate, shard, features);
-    ``demo_vae_steps`` overrides the demo profile's tiny-VAE steps; the simulation runs on local processes or
-    on Dask (``dask_address`` of a running scheduler, else a local Dask cluster)."""
+    ``demo_vae_steps`` overrides the demo profile's tiny-VAE steps; the simulation runs on local processes, Dask
+    or Ray (``simulation_address`` of a running cluster, else a local one)."""
     logger = get_run_logger()
     settings = PROFILES[profile]
     storage_profile = storage_profile or settings.storage
@@ -115,7 +115,7 @@ def rebuild_flow(
         outcome["align"] = align_flow(profile=storage_profile, datasets_dir=datasets_dir)
     if "simulate" in chosen:
         outcome["simulate"] = run_simulation(
-            None, storage_profile, datasets_dir, simulation_runner, dask_address=dask_address,
+            None, storage_profile, datasets_dir, simulation_runner, address=simulation_address,
             config_path=f"{datasets_dir}/{settings.simulation}",
         )
     if "shard" in chosen:

@@ -1,7 +1,7 @@
 """Prefect flow: simulate SE and SR pairs, one task per shard-sized batch.
 
-Runs on local processes by default, or on Dask (``prefect-dask``) with ``runner="dask"``: a local
-cluster, or the scheduler at ``dask_address`` on a cluster. Parameters are sampled first (one task
+Runs on local processes by default, or on Dask (``prefect-dask``) or Ray (``prefect-ray``) with
+``runner="dask"``/``"ray"``: a local cluster, or the cluster at ``address``. Parameters are sampled first (one task
 per task and split), then batches render in parallel; a batch already marked ``.done`` returns at
 once, so a rerun redoes nothing finished. Publishes pairs and hours per task and split, and
 histograms of SNR, cutoff and augmentation counts.
@@ -18,6 +18,7 @@ from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows.progress import outcomes_with_progress
 from uniflow.corpora.recipe import SPLITS, load_plan, load_recipes
+from uniflow.orchestration import make_task_runner
 from uniflow.simulate.stage import (
     BatchResult,
     SimulationPlan,
@@ -56,16 +57,6 @@ def _histogram_markdown(summaries: list[SimulationSummary]) -> str:
             lines += [f"| {bin_} | {count} | {'#' * max(1, round(40 * count / total))} |" for bin_, count in counts.items()]
             lines.append("")
     return "\n".join(lines)
-
-
-def _make_runner(runner: str, workers: int | None, dask_address: str | None):
-    if runner == "dask":
-        from prefect_dask import DaskTaskRunner
-
-        if dask_address:
-            return DaskTaskRunner(address=dask_address)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers or os.cpu_count(), "threads_per_worker": 1, "processes": True})
-    return ProcessPoolTaskRunner(max_workers=workers or os.cpu_count())
 
 
 @flow(name="simulate", log_prints=True)
@@ -112,8 +103,8 @@ def simulate_flow(
 
 
 def run_simulation(tasks: list[str] | None, profile: str, datasets_dir: str, runner: str = "processes",
-                   workers: int | None = None, dask_address: str | None = None,
+                   workers: int | None = None, address: str | None = None,
                    config_path: str | None = None) -> dict[str, Any]:
-    """``simulate_flow`` on the chosen task runner (local processes, or Dask)."""
-    configured = simulate_flow.with_options(task_runner=_make_runner(runner, workers, dask_address))
+    """``simulate_flow`` on the chosen task runner (local processes, Dask or Ray)."""
+    configured = simulate_flow.with_options(task_runner=make_task_runner(runner, workers, address))
     return configured(tasks=tasks, profile=profile, datasets_dir=datasets_dir, config_path=config_path)

@@ -173,12 +173,12 @@ def align(
 
 
 def _run_simulate(tasks: list[str] | None, profile: str, datasets: str, runner: str, workers: int | None,
-                  dask_address: str | None, config: str | None = None) -> dict[str, Any]:
+                  address: str | None, config: str | None = None) -> dict[str, Any]:
     console.print(f"[dim]{configure_prefect()}[/dim]")
     from flows.simulate import run_simulation
 
     try:
-        return run_simulation(tasks, profile, datasets, runner, workers, dask_address, config)
+        return run_simulation(tasks, profile, datasets, runner, workers, address, config)
     except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
         _fail(str(exc))
         raise
@@ -198,13 +198,14 @@ def simulate(
     task: Annotated[list[str] | None, typer.Option("--task", help="se and/or sr (default both).")] = None,
     profile: ProfileOption = "storage_config/local.yaml",
     datasets: DatasetsOption = "datasets",
-    runner: Annotated[str, typer.Option(help="processes (local) or dask.")] = "processes",
+    runner: Annotated[str, typer.Option(help="processes (local), dask or ray.")] = "processes",
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
-    dask_address: Annotated[str | None, typer.Option(help="Dask scheduler address; none starts a local cluster.")] = None,
+    address: Annotated[str | None, typer.Option("--address", "--dask-address",
+                                                help="Dask scheduler or Ray cluster address; none starts a local cluster.")] = None,
     config: Annotated[str | None, typer.Option(help="Simulation settings (default <datasets>/simulation.yaml).")] = None,
 ) -> None:
     """Simulate SE (URGENT-style noisy speech) and SR (low-pass) pairs: parameters first, then batches."""
-    _report_simulation(_run_simulate(task, profile, datasets, runner, workers, dask_address, config))
+    _report_simulation(_run_simulate(task, profile, datasets, runner, workers, address, config))
 
 
 @app.command()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 
 def configure_prefect(project_dir: str | Path | None = None) -> str:
@@ -32,3 +33,32 @@ def in_prefect_run() -> bool:
     from prefect.context import FlowRunContext, TaskRunContext
 
     return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+RUNNERS = ("processes", "dask", "ray")
+
+
+def make_task_runner(runner: str = "processes", workers: int | None = None, address: str | None = None) -> Any:
+    """The Prefect task runner a stage fans out on: local processes (default), Dask or Ray.
+
+    ``address`` joins a running cluster (a Dask scheduler ``tcp://host:8786``, a Ray head ``ray://host:10001``
+    or ``host:6379``); without it Dask and Ray start a local cluster of ``workers`` processes (default: all cores).
+    """
+    workers = workers or os.cpu_count() or 1
+    if runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+    if runner == "ray":
+        from prefect_ray import RayTaskRunner
+
+        if address:
+            return RayTaskRunner(address=address)
+        return RayTaskRunner(init_kwargs={"num_cpus": workers, "include_dashboard": False})
+    if runner == "processes":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=workers)
+    raise ValueError(f"unknown task runner {runner!r}; choose one of {', '.join(RUNNERS)}")
