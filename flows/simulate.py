@@ -9,12 +9,10 @@ histograms of SNR, cutoff and augmentation counts.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows.progress import outcomes_with_progress
 from uniflow.corpora.recipe import SPLITS, load_plan, load_recipes
