@@ -22,6 +22,7 @@ from uniflow.simulate.stage import (
     SimulationPlan,
     SimulationSummary,
     load_simulation_config,
+    noise_cache,
     plan_simulation,
     render_batch,
     summarize,
@@ -76,6 +77,9 @@ def simulate_flow(
     for folder in [work_dir(storage, sim_task, split) for sim_task in chosen for split in SPLITS]:
         remove_leftovers(folder)
     remove_leftovers(storage.path("raw", "generated_rirs"))
+    cache_root = noise_cache(storage).root  # decoded noise: a killed build leaves its temporary in a subfolder
+    for folder in [cache_root, *(p for p in cache_root.rglob("*") if p.is_dir())] if cache_root.is_dir() else []:
+        remove_leftovers(folder)
     if storage.is_local("reports"):
         remove_leftovers(storage.path("reports", "simulate"))
     plans = [plan_task(profile, datasets_dir, config_path, sim_task, split) for sim_task in chosen for split in SPLITS]

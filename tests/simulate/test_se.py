@@ -16,6 +16,7 @@ import soxr
 
 from uniflow.mirror import synth
 from uniflow.simulate.errors import SimulationInputError
+from uniflow.simulate.noise_cache import NoiseCache
 from uniflow.simulate.rir import direct_path_index, early_rir, generate_rirs, load_rir
 from uniflow.simulate.se import SeConfig, SeParams, render_se, render_voicebank_pair, sample_se_params
 
@@ -366,3 +367,30 @@ def test_rirs_are_generated_reproducibly_and_loaded_per_channel(corpus, tmp_path
     assert direct_path_index(load_rir(stereo, 1, RATE)) == 2
     with pytest.raises(SimulationInputError, match="channel 2"):
         load_rir(stereo, 2, RATE)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24"])
+def test_decoded_noise_cache_renders_the_same_samples(corpus, tmp_path: Path, subtype: str) -> None:
+    """A compressed noise recording decoded once (memory-mapped) gives bit-identical pairs; WAV is read directly."""
+    raw = corpus["raw"]
+    flac = raw / "noise" / f"wham_like_{subtype}.flac"
+    rng = np.random.default_rng(9)
+    sf.write(flac, np.stack([synth.noise(rng, 4.0, 48_000, c) for c in ("pink", "brown")], axis=1), 48_000, subtype=subtype)
+    cache = NoiseCache(tmp_path / "noise_pcm")
+    for seconds in (3.0, 6.0):  # a plain excerpt, then one wrapped through the 4 s recording
+        config = SeConfig(seed=12, max_seconds=seconds, prob_reverberation=0.0)
+        params, _ = sample_se_params([corpus["clean"][2]], [record(raw, flac, f"noise/{flac.stem}")], [], config, "train")
+        (item,) = params
+        assert item.noise_wrapped == (seconds > 4.0)
+        direct = render_se(item, raw, config)
+        cached = render_se(item, raw, config, cache)
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(direct, cached, strict=True))
+    (entry,) = (tmp_path / "noise_pcm").rglob("*.npy")  # built once, reused by the second pair
+    assert entry.name == f"{flac.name}.{flac.stat().st_size}.npy"
+    assert np.load(entry).dtype == (np.int16 if subtype == "PCM_16" else np.float32)
+    wav = corpus["noise"][1]
+    assert cache.frames(raw, wav["audio"], 48_000, 0, 10) is None  # nothing to decode: read as before
+    with pytest.raises(SimulationInputError, match="channel 5"):
+        cache.frames(raw, f"noise/{flac.name}", 48_000, 0, 10, channel=5)
+    with pytest.raises(SimulationInputError, match="manifest says 16000"):
+        NoiseCache(tmp_path / "other").frames(raw, f"noise/{flac.name}", 16_000, 0, 10)

@@ -54,6 +54,7 @@ from uniflow.simulate.augment import (
 )
 from uniflow.simulate.common import fit_length, key_seed, params_values
 from uniflow.simulate.errors import SimulationInputError
+from uniflow.simulate.noise_cache import NoiseCache
 from uniflow.simulate.rir import early_rir, load_rir
 
 SE_VERSION = 1
@@ -409,22 +410,26 @@ def _read_speech(params: SeParams, raw_root: Path, config: SeConfig) -> np.ndarr
     return fit_length(speech, params.num_samples)
 
 
-def _read_noise(params: SeParams, raw_root: Path) -> np.ndarray:
-    """``num_samples`` of noise at the output rate from ``noise_offset``, wrapping inside the usable range."""
+def _read_noise(params: SeParams, raw_root: Path, cache: NoiseCache | None = None) -> np.ndarray:
+    """``num_samples`` of noise at the output rate from ``noise_offset``, wrapping inside the usable range;
+    compressed recordings come from ``cache`` when one is given (the same samples, decoded once)."""
     path = raw_root / params.noise_audio
     rate = params.noise_sample_rate
     needed = _native_noise_frames(params.num_samples, rate, params.sample_rate)
     offset = round(params.noise_offset * rate)
-    if params.noise_wrapped:
-        first = round(params.noise_start * rate)
-        data = _read_frames(path, rate, first, round(params.noise_end * rate) - first)
+    first = round(params.noise_start * rate) if params.noise_wrapped else offset
+    count = round(params.noise_end * rate) - first if params.noise_wrapped else needed
+    channel = params.noise_channel
+    cached = cache.frames(raw_root, params.noise_audio, rate, first, count, channel) if cache is not None else None
+    if cached is not None:
+        data, channel = cached, 0
     else:
-        data = _read_frames(path, rate, offset, needed)
+        data = _read_frames(path, rate, first, count)
     if len(data) == 0:
         raise SimulationInputError(path, "noise recording is empty")
-    if not 0 <= params.noise_channel < data.shape[1]:
-        raise SimulationInputError(path, f"noise channel {params.noise_channel} requested, the file has {data.shape[1]}")
-    noise = np.ascontiguousarray(data[:, params.noise_channel])
+    if not 0 <= channel < data.shape[1]:
+        raise SimulationInputError(path, f"noise channel {channel} requested, the file has {data.shape[1]}")
+    noise = np.ascontiguousarray(data[:, channel])
     if params.noise_wrapped:  # cycle through the recording from the offset
         shift = offset - first
         noise = np.resize(np.concatenate((noise[shift:], noise[:shift])), needed)
@@ -494,8 +499,11 @@ def noise_gain(speech: np.ndarray, noise: np.ndarray, snr_db: float, sample_rate
     return math.sqrt(speech_energy / (noise_energy * 10 ** (snr_db / 10)))
 
 
-def render_se(params: SeParams, raw_root: str | Path, config: SeConfig) -> tuple[np.ndarray, np.ndarray]:
-    """``(noisy, clean)``: float32 mono at ``params.sample_rate``, equal length, sample-aligned.
+def render_se(
+    params: SeParams, raw_root: str | Path, config: SeConfig, noise_cache: NoiseCache | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(noisy, clean)``: float32 mono at ``params.sample_rate``, equal length, sample-aligned; the same with
+    or without ``noise_cache`` (compressed noise decoded once, see ``uniflow.simulate.noise_cache``).
 
     Raises SimulationInputError (the stage quarantines the pair) for a missing or unreadable file,
     a rate or length other than the manifest's, NaN or infinite samples, silent or clipped speech,
@@ -511,7 +519,7 @@ def render_se(params: SeParams, raw_root: str | Path, config: SeConfig) -> tuple
         reverberant, clean = reverberate(speech, rir, early_rir(rir, rate, params.early_rir_seconds))
     else:
         reverberant = clean = speech
-    noise = _read_noise(params, raw_root)
+    noise = _read_noise(params, raw_root, noise_cache)
     try:
         gain = noise_gain(reverberant, noise, params.snr_db, rate)
     except ValueError as error:

@@ -43,6 +43,7 @@ from uniflow.corpora.manifest import read_manifest
 from uniflow.corpora.recipe import SPLITS, Plan
 from uniflow.jsonl import encode_line
 from uniflow.simulate.errors import SimulationInputError
+from uniflow.simulate.noise_cache import NoiseCache
 from uniflow.simulate.se import SeConfig, SeParams, render_se, render_voicebank_pair, sample_se_params
 from uniflow.simulate.sr import SrConfig, SrParams, render_sr, sample_sr_params
 from uniflow.storage import Storage, atomic_write
@@ -200,14 +201,21 @@ def plan_simulation(storage: Storage, task: SimTask, split: str, plan: Plan, con
 
 
 # -- rendering ------------------------------------------------------------------------------------------
-def render_pair(task: str, line: dict[str, Any], raw_root: Path, config: SimulationConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+def noise_cache(storage: Storage) -> NoiseCache:
+    """Compressed noise recordings decoded once for every batch and replay (the same samples as decoding)."""
+    return NoiseCache(storage.path("work", "simulate", "noise_pcm"))
+
+
+def render_pair(
+    task: str, line: dict[str, Any], raw_root: Path, config: SimulationConfig, cache: NoiseCache | None = None
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """(input, target, metadata) of one parameter line."""
     if task == "se" and line["key"].startswith(VOICEBANK_PREFIX):
         noisy, clean = render_voicebank_pair(line["record"], raw_root)
         return noisy, clean, {"key": line["key"], "kind": "paired", "source_id": line["record"]["id"]}
     if task == "se":
         params = SeParams.from_json(line)
-        noisy, clean = render_se(params, raw_root, config.se)
+        noisy, clean = render_se(params, raw_root, config.se, cache)
         return noisy, clean, {**params.to_json(), "kind": "simulated"}
     params = SrParams.from_json(line)
     low, high = render_sr(params, raw_root, config.sr)
@@ -229,13 +237,13 @@ def render_batch(storage: Storage, task: SimTask, split: str, index: int, config
         counts = json.loads(done.read_text())
         return BatchResult(index, counts["pairs"], counts["quarantined"], counts["seconds"], skipped=True)
     lines = [json.loads(line) for line in (folder / f"{name}.params.jsonl").read_text().splitlines() if line.strip()]
-    raw_root = storage.path("raw")
+    raw_root, cache = storage.path("raw"), noise_cache(storage)
     quarantine: list[dict[str, Any]] = []
     pairs, seconds = 0, 0.0
     with atomic_write(folder / f"{name}.tar", mode="wb") as handle, tarfile.open(fileobj=handle, mode="w") as archive:
         for line in lines:
             try:
-                source, target, metadata = render_pair(task, line, raw_root, config)
+                source, target, metadata = render_pair(task, line, raw_root, config, cache)
             except SimulationInputError as exc:
                 quarantine.append({"key": line["key"], "source": str(exc.source), "reason": exc.reason})
                 continue
@@ -332,7 +340,7 @@ def _find_key(storage: Storage, key: str) -> tuple[str, str, int, dict[str, Any]
 def replay(storage: Storage, key: str, config: SimulationConfig) -> ReplayResult:
     """Render ``key`` again from its stored parameters and compare it with the written pair."""
     task, split, batch, line = _find_key(storage, key)
-    source, target, _ = render_pair(task, line, storage.path("raw"), config)
+    source, target, _ = render_pair(task, line, storage.path("raw"), config, noise_cache(storage))
     source_pcm, _ = decode_audio(encode_wav(source, OUTPUT_RATE), dtype="int16")
     target_pcm, _ = decode_audio(encode_wav(target, OUTPUT_RATE), dtype="int16")
     identical = False
