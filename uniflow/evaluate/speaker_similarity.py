@@ -34,8 +34,9 @@ import torch
 from pydantic import model_validator
 
 from uniflow.config import StrictModel
-from uniflow.evaluate.backbones import BackboneSpec, backbone_card, check_pin, module_digest, path_digest, require_path
+from uniflow.evaluate.backbones import BackboneSpec, backbone_card, check_pin, module_digest, require_path
 from uniflow.evaluate.cards import mono_at_rate, own_implementation
+from uniflow.evaluate.nemo_models import restore_nemo_model
 from uniflow.evaluate.signal_metrics import MetricUnavailable, Score
 
 EncoderName = Literal["resemblyzer", "transformers-xvector", "nemo"]
@@ -250,25 +251,7 @@ class TitaNetBackbone:
 
     @classmethod
     def load(cls, spec: BackboneSpec, device: str = "cpu") -> TitaNetBackbone:
-        try:
-            nemo_asr = importlib.import_module("nemo.collections.asr")
-        except ImportError as error:
-            raise MetricUnavailable(
-                f"{METRIC} with backbone {spec.name!r} needs NVIDIA NeMo, which is not installed "
-                f'(pip install "nemo_toolkit[asr]"; uniflow does not install it): {error}'
-            ) from error
-        path = require_path(spec, METRIC)
-        digest = path_digest(path)
-        check_pin(spec, digest, METRIC)
-        model = nemo_asr.models.EncDecSpeakerLabelModel.restore_from(str(path), map_location=torch.device(device))
-        model.eval()
-        card = backbone_card(
-            spec,
-            digest,
-            encoder="nemo",
-            package={"name": "nemo_toolkit", "version": importlib.metadata.version("nemo_toolkit")},
-        )
-        return cls(model, card)
+        return cls(*restore_nemo_model(spec, METRIC, "EncDecSpeakerLabelModel", device, encoder="nemo"))
 
     def embed(self, audio: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -36,6 +36,7 @@ from uniflow.config import StrictModel
 from uniflow.evaluate import text_normalizer
 from uniflow.evaluate.backbones import BackboneSpec, backbone_card, check_pin, module_digest, path_digest, require_path
 from uniflow.evaluate.cards import mono_at_rate, own_implementation
+from uniflow.evaluate.nemo_models import restore_nemo_model
 from uniflow.evaluate.signal_metrics import MetricUnavailable, Score
 from uniflow.hashing import sha256_file
 
@@ -354,20 +355,8 @@ class NemoAsr:
 
     @classmethod
     def load(cls, spec: BackboneSpec, device: str = "cpu") -> NemoAsr:
-        nemo_asr = _import_nemo_asr(METRIC, spec.name)
-        path = require_path(spec, METRIC)
-        digest = path_digest(path)
-        check_pin(spec, digest, METRIC)
-        model = nemo_asr.models.ASRModel.restore_from(str(path), map_location=torch.device(device))
-        model.eval()
-        card = backbone_card(
-            spec,
-            digest,
-            asr="nemo",
-            package={"name": "nemo_toolkit", "version": importlib.metadata.version("nemo_toolkit")},
-            decoding="the model's own transcribe() with its default decoding",
-        )
-        return cls(model, card)
+        decoding = "the model's own transcribe() with its default decoding"
+        return cls(*restore_nemo_model(spec, METRIC, "ASRModel", device, asr="nemo", decoding=decoding))
 
     def transcribe(self, audio: np.ndarray) -> str:
         result = self.model.transcribe([audio], batch_size=1)
@@ -379,16 +368,6 @@ class NemoAsr:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def _import_nemo_asr(metric: str, backbone: str) -> Any:
-    try:
-        return importlib.import_module("nemo.collections.asr")
-    except ImportError as error:
-        raise MetricUnavailable(
-            f"{metric} with backbone {backbone!r} needs NVIDIA NeMo, which is not installed "
-            f'(pip install "nemo_toolkit[asr]"; uniflow does not install it): {error}'
-        ) from error
 
 
 def _pocketsphinx_files(model_dir: Path) -> tuple[Path, Path, Path]:
