@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -93,3 +93,13 @@ def latest_artifact(key: str) -> dict | None:
     response.raise_for_status()
     found = response.json()
     return found[0] if found else None
+
+
+def tiny_wav2vec2_config(**settings: Any) -> Any:
+    """A Wav2Vec2Config small enough to build in milliseconds (the tiny ASR and speaker models of the tests)."""
+    from transformers import Wav2Vec2Config
+
+    tiny = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+            "conv_dim": (8, 8), "conv_stride": (5, 4), "conv_kernel": (10, 8), "num_conv_pos_embeddings": 8,
+            "num_conv_pos_embedding_groups": 2}  # fmt: skip
+    return Wav2Vec2Config(**tiny, **settings)

@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from support import tiny_wav2vec2_config
 from uniflow.evaluate.backbones import BackbonePinError, BackboneSpec
 from uniflow.evaluate.signal_metrics import MetricUnavailable
 from uniflow.evaluate.speaker_similarity import (
@@ -85,19 +86,10 @@ def test_cosine_similarity_known_answers() -> None:
 
 def save_tiny_xvector_model(directory: Path) -> None:
     """A tiny random Wav2Vec2ForXVector with its feature extractor, as save_pretrained writes them."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForXVector
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForXVector
 
     torch.manual_seed(0)
-    config = Wav2Vec2Config(
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        conv_dim=(8, 8),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 8),
-        num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=2,
+    config = tiny_wav2vec2_config(
         tdnn_dim=(8, 8),
         tdnn_kernel=(3, 1),
         tdnn_dilation=(1, 1),

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from support import tiny_wav2vec2_config
 from uniflow.evaluate.backbones import BackbonePinError, BackboneSpec
 from uniflow.evaluate.signal_metrics import MetricUnavailable
 from uniflow.evaluate.text_normalizer import NORMALIZER_VERSION, cardinal, normalize, ordinal, year
@@ -196,7 +197,6 @@ def test_pocketsphinx_pin_mismatch_is_refused() -> None:
 def save_tiny_ctc_model(directory: Path, letter: str) -> None:
     """A tiny random Wav2Vec2ForCTC with a character vocabulary whose output head always picks ``letter``."""
     from transformers import (
-        Wav2Vec2Config,
         Wav2Vec2CTCTokenizer,
         Wav2Vec2FeatureExtractor,
         Wav2Vec2ForCTC,
@@ -211,17 +211,8 @@ def save_tiny_ctc_model(directory: Path, letter: str) -> None:
     feature_extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True)
     Wav2Vec2Processor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(directory)
     torch.manual_seed(0)
-    config = Wav2Vec2Config(
+    config = tiny_wav2vec2_config(
         vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        conv_dim=(8, 8),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 8),
-        num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=2,
         pad_token_id=0,
     )
     model = Wav2Vec2ForCTC(config)
