@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,3 +105,16 @@ def tiny_wav2vec2_config(**settings: Any) -> Any:
             "conv_dim": (8, 8), "conv_stride": (5, 4), "conv_kernel": (10, 8), "num_conv_pos_embeddings": 8,
             "num_conv_pos_embedding_groups": 2}  # fmt: skip
     return Wav2Vec2Config(**tiny, **settings)
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread: on a busy 2-core machine a second one only contends."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

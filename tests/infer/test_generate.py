@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from support import one_torch_thread
 from uniflow.features.config import load_encoders_config
 from uniflow.infer.generate import GenerationError, Generator, generate_to_file, read_score
 from uniflow.model.content import collate_content
@@ -29,11 +30,8 @@ SCORE = {
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Tiny models run fastest on one thread; two threads on a busy 2-core machine only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

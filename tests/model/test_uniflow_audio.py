@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from support import one_torch_thread
 from uniflow.infer.sampler import EulerSampler
 from uniflow.model.content import ContentSample, collate_content
 from uniflow.model.pretrained import PretrainedLoadError
@@ -24,11 +25,8 @@ INSTRUCTION_DIM = 16
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Tiny models run fastest on one thread; two threads on a busy 2-core machine only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 # -- helpers ------------------------------------------------------------------------------------------------

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 import torch
 from feature_sets import posteriors, sample, save_vae, speech, write_instructions, write_set, write_task_sets
 
-from support import make_storage
+from support import make_storage, one_torch_thread
 from uniflow.features.latents import LatentEncoder, LatentSettings
 from uniflow.features.stage import FeatureEncoders, extract_feature_shard, feature_set, write_feature_ledger
 from uniflow.model.content import MODALITIES
@@ -33,17 +31,6 @@ from uniflow.train.data import (
 WEIGHTS = {"t2a": 2, "t2m": 3}  # datasets/plan.yaml: others 1
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Tiny VAE convolutions run faster on one thread on a busy 2-core machine (no contention)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory: pytest.TempPathFactory) -> LatentEncoder:
     return LatentEncoder(LatentSettings(directory=str(save_vae(tmp_path_factory.mktemp("vae")))), "cpu")
@@ -51,7 +38,7 @@ def encoder(tmp_path_factory: pytest.TempPathFactory) -> LatentEncoder:
 
 @pytest.fixture(scope="module")
 def arrays(encoder: LatentEncoder):
-    with one_thread():
+    with one_torch_thread():
         return posteriors(encoder, 9)
 
 
@@ -223,7 +210,7 @@ def test_reads_what_the_feature_stage_writes(encoder: LatentEncoder, tmp_path: P
     storage = make_storage(tmp_path)
     keys = [f"se/libritts/u{index}" for index in range(4)]
     (audio,) = write_set(storage, "se", "train", [[sample("se", key, speech(i, 0.4 + 0.1 * i)) for i, key in enumerate(keys)]])
-    with one_thread():
+    with one_torch_thread():
         record = extract_feature_shard(storage, "se", "train", audio, FeatureEncoders(vae=encoder))
     write_feature_ledger(feature_set(storage, "se", "train"), [record])
     write_instructions(storage, ("se",))

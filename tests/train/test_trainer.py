@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from torch import nn
 from training_setup import feature_storage, quick_config, tiny_model
 
-from support import make_storage
+from support import make_storage, one_torch_thread
 from uniflow.config import ConfigError
 from uniflow.model.uniflow_audio import UniflowAudio
 from uniflow.storage import Storage
@@ -44,10 +44,8 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> Storage:
 def one_thread_then_nondeterministic():
     """Tiny models run much faster on one thread on a busy 2-core machine; the runs switch deterministic
     algorithms on for the whole process, so switch them off again for other tests."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
     torch.use_deterministic_algorithms(False)
 
 
