@@ -36,7 +36,7 @@ from typing import Any, Literal
 from uniflow.config import ConfigError
 from uniflow.corpora.manifest import SUMMARY_NAME, read_summary
 from uniflow.corpora.recipe import SPLITS, HuggingFaceSource, ManualSource, Plan, Recipe, YoutubeSource, load_recipes
-from uniflow.shards.ledger import ShardSet, ledger_totals, read_ledger
+from uniflow.shards.ledger import LEDGER_NAME, ShardSet, ledger_totals, read_ledger
 from uniflow.storage import Storage
 
 State = Literal["done", "partial", "missing", "failed"]
@@ -102,9 +102,15 @@ class StatusReport:
         return "\n".join(lines)
 
 
-def status(storage: Storage, plan: Plan, datasets_dir: str | Path = "datasets") -> StatusReport:
-    """The state of every stage of ``plan``'s build under ``storage``."""
-    recipes = load_recipes(datasets_dir)
+def status(
+    storage: Storage,
+    plan: Plan,
+    datasets_dir: str | Path = "datasets",
+    recipes: dict[str, Recipe] | None = None,
+    training: bool = True,
+) -> StatusReport:
+    """The state of every stage of ``plan``'s build under ``storage`` (the training runs too, with ``training``)."""
+    recipes = recipes if recipes is not None else load_recipes(datasets_dir)
     summaries = {corpus: read_summary(storage, corpus) for corpus in plan_corpora(plan)}
     rows: list[StatusRow] = []
     rows += acquire_rows(storage, plan, recipes, summaries)
@@ -113,7 +119,8 @@ def status(storage: Storage, plan: Plan, datasets_dir: str | Path = "datasets") 
     shard_splits = {task: expected_shard_splits(storage, plan, task, summaries) for task in plan.tasks}
     rows += shard_rows(storage, shard_splits)
     rows += feature_rows(storage, shard_splits)
-    rows += train_rows(storage)
+    if training:
+        rows += train_rows(storage)
     return StatusReport(rows)
 
 
@@ -397,11 +404,13 @@ def shard_rows(storage: Storage, splits_by_task: dict[str, list[str]]) -> list[S
 
 # -- features -------------------------------------------------------------------------------------------
 def _feature_row(storage: Storage, task: str, split: str) -> StatusRow:
-    from uniflow.features.stage import read_feature_ledger  # here: it loads torch, which other stages never need
-
     audio = read_ledger(ShardSet(storage, "shards", task, split))
     features = ShardSet(storage, "features", task, split)
-    ledger = {record.name: record for record in read_feature_ledger(features)}
+    ledger = {}
+    if storage.exists("features", task, split, LEDGER_NAME):
+        from uniflow.features.stage import read_feature_ledger  # here, and only then: it loads torch (seconds)
+
+        ledger = {record.name: record for record in read_feature_ledger(features)}
     if not audio:
         state: State = "missing"
         return StatusRow("features", task, split, state, {"feature_shards": len(ledger)}, None, "no audio shards")

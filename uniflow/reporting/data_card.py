@@ -26,22 +26,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from uniflow.corpora.manifest import read_summary
 from uniflow.corpora.recipe import SPLITS, TASKS, Plan, Recipe, load_recipes
 from uniflow.reporting.svg_charts import bar_chart_svg, histogram_svg, nice_step
-from uniflow.shards.ledger import LEDGER_NAME, ShardSet, read_ledger
+from uniflow.shards.ledger import ShardSet, read_ledger
 from uniflow.shards.report import corpus_table, corpus_table_markdown
-from uniflow.status import (
-    NO_SPLIT,
-    StatusReport,
-    acquire_rows,
-    align_rows,
-    expected_shard_splits,
-    feature_rows,
-    plan_corpora,
-    shard_rows,
-    simulate_rows,
-)
+from uniflow.status import NO_SPLIT, StatusReport, plan_corpora, status
 from uniflow.storage import Storage
 
 CARD_VERSION = 1
@@ -234,19 +223,6 @@ def collect_histograms(storage: Storage, tasks: Sequence[str]) -> list[Histogram
     return histograms
 
 
-def build_status(storage: Storage, plan: Plan, recipes: dict[str, Recipe]) -> StatusReport:
-    """``uniflow.status.status`` without the training runs (not part of a data card), and without the feature
-    rows when no feature ledger exists: reading one imports torch, seconds for nothing on a build without features."""
-    summaries = {corpus: read_summary(storage, corpus) for corpus in plan_corpora(plan)}
-    rows = acquire_rows(storage, plan, recipes, summaries) + align_rows(storage, plan, summaries)
-    rows += simulate_rows(storage, plan, summaries)
-    shard_splits = {task: expected_shard_splits(storage, plan, task, summaries) for task in plan.tasks}
-    rows += shard_rows(storage, shard_splits)
-    if any(storage.exists("features", task, split, LEDGER_NAME) for task, splits in shard_splits.items() for split in splits):
-        rows += feature_rows(storage, shard_splits)
-    return StatusReport(rows)
-
-
 def hours_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The corpus table's rows with ``ratio`` = measured hours / the paper's hours (None without paper hours)."""
     with_ratio = []
@@ -347,7 +323,7 @@ def collect_data_card(
     ``previous`` the last card's JSON to diff against (None: a first build)."""
     table = list(rows) if rows is not None else corpus_table(storage, plan)
     recipes = load_recipes(datasets_dir)
-    report = build_status(storage, plan, recipes)
+    report = status(storage, plan, datasets_dir, recipes, training=False)  # training runs are not data
     hours = hours_rows(table)
     tasks = [task for task in TASKS if any(row["task"] == task and row["shards"] for row in table)]
     return DataCard(
