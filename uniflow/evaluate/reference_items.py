@@ -1,8 +1,8 @@
 """The reference side of an evaluation: each test item's target audio, inputs and metadata, from the audio shards.
 
 Feature shards hold what the model reads; the audio shards of the same task and split hold what a metric compares
-against under the same keys: ``target`` (the reference audio), ``input`` (SE's noisy and SR's low-pass audio),
-``video.mp4`` (V2A) and the sample's JSON (transcript, caption, speaker).
+against under the same keys: ``target`` (the reference audio), ``video.mp4`` (V2A) and the sample's JSON
+(transcript, caption, speaker). SE's and SR's degraded inputs are not kept: the metrics compare with the target.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ class ReferenceItem:
     target: np.ndarray  # mono float32
     sample_rate: int
     meta: dict[str, Any] = field(default_factory=dict)
-    input: np.ndarray | None = None  # SE/SR: the degraded input, at `sample_rate`
     video: bytes | None = None  # V2A: the clip's MP4
 
     @property
@@ -62,14 +61,14 @@ def read_reference_items(storage: Storage, task: str, split: str, keys: Iterable
         target = batch.get("target", [None])[0]
         if target is None:
             raise ValueError(f"{batch['url'][0]}: sample {key} has no target audio")
-        noisy = batch.get("input", [None])[0]
         items[key] = ReferenceItem(
             key=key,
             task=task,
             target=_mono(target),
             sample_rate=int(batch["target_sample_rate"][0]),
             meta=batch.get("meta", [{}])[0] or {},
-            input=None if noisy is None else _mono(noisy),
             video=batch.get("video.mp4", [None])[0],
         )
+        if wanted is not None and len(items) == len(wanted):
+            break  # the keys come from the first shards of the split: do not decode the rest
     return items
