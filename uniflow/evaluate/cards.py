@@ -15,6 +15,8 @@ import soxr
 
 from uniflow.hashing import sha256_file
 
+AudioItem = tuple[np.ndarray, int]  # mono audio and its sample rate
+
 
 @functools.cache
 def own_implementation(module: str, path: str, **details: str) -> dict[str, str]:

@@ -34,8 +34,7 @@ import torch
 
 from uniflow.config import StrictModel
 from uniflow.evaluate.backbones import BackboneSpec, backbone_card, check_pin, module_digest, require_path
-from uniflow.evaluate.cards import mono_at_rate, package_implementation
-from uniflow.evaluate.frechet import AudioItem
+from uniflow.evaluate.cards import AudioItem, mono_at_rate, package_implementation
 from uniflow.evaluate.signal_metrics import MetricUnavailable, Score
 from uniflow.hashing import sha256_file
 

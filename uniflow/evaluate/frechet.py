@@ -31,9 +31,9 @@ import scipy.linalg
 import torch
 
 from uniflow.config import StrictModel
-from uniflow.evaluate import panns
+from uniflow.evaluate import clap_score, panns
 from uniflow.evaluate.backbones import BackboneSpec, backbone_card, check_pin, module_digest, require_path
-from uniflow.evaluate.cards import mono_at_rate, own_implementation
+from uniflow.evaluate.cards import AudioItem, mono_at_rate, own_implementation
 from uniflow.evaluate.signal_metrics import Score
 from uniflow.hashing import file_digest
 
@@ -41,7 +41,6 @@ METRIC = "fd"
 # How closely the square root must square back to the covariance product (relative Frobenius norm).
 SQRTM_TOLERANCE = 1e-6
 
-AudioItem = tuple[np.ndarray, int]
 
 
 class FrechetSettings(StrictModel):
@@ -110,9 +109,6 @@ def _panns_embedder(settings: FrechetSettings, path: Path) -> Embedder:
 
 
 def _clap_audio_embedder(settings: FrechetSettings, path: Path) -> Embedder:
-    # clap_score imports this module (for mono_at_rate), so it is imported only where it is needed.
-    from uniflow.evaluate import clap_score
-
     if not path.is_dir():
         raise ValueError(f"{METRIC}: the clap-audio embedder needs a CLAP model directory, got file {path}")
     backbone = clap_score.load_clap(clap_score.ClapScoreSettings(backbone=settings.backbone, device=settings.device))

@@ -84,7 +84,7 @@ def evaluate_checkpoint(
     if vae.config.latent_dim != model.config.latent_dim:
         raise ValueError(f"{vae_dir}: the VAE has {vae.config.latent_dim} latent channels, the model {model.config.latent_dim}")
     directory = storage.path("reports") / "evaluation" / name
-    backbones = Backbones(config)
+    backbones = Backbones()
     rows: list[dict[str, Any]] = []
     generated: dict[str, int] = {}
     for index, task in enumerate(config.tasks):

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import soxr
 
 from uniflow.evaluate.av_sync import load_synchformer, onset_xcorr_sync, synchformer_sync
+from uniflow.evaluate.cards import mono_at_rate
 from uniflow.evaluate.clap_score import clap_score, load_clap
 from uniflow.evaluate.config import EvaluationConfig
 from uniflow.evaluate.frechet import fd_score, load_embedder
@@ -64,8 +64,7 @@ class MetricResult:
 class Backbones:
     """Metric backbones loaded on first use and kept for the run; one that cannot load is not retried."""
 
-    def __init__(self, config: EvaluationConfig) -> None:
-        self.config = config
+    def __init__(self) -> None:
         self._loaded: dict[str, Any] = {}
         self._missing: dict[str, str] = {}
 
@@ -80,10 +79,6 @@ class Backbones:
                 self._missing[name] = str(exc)
                 raise
         return self._loaded[name]
-
-
-def _at_rate(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
-    return audio if source_rate == target_rate else soxr.resample(audio, source_rate, target_rate, quality="HQ")
 
 
 def _aggregate(task: str, metric: str, scores: list[Score], skipped: Counter) -> MetricResult:
@@ -116,7 +111,7 @@ def per_item(task: str, metrics: list[str], pairs: list[Pair], score: Callable[[
 
 def _reference_pair(generated: GeneratedItem, reference: ReferenceItem) -> tuple[np.ndarray, np.ndarray, int]:
     """(reference, estimate) at the reference's rate, cut to the shorter: a generated clip ends on a latent frame."""
-    estimate = _at_rate(generated.audio, generated.sample_rate, reference.sample_rate)
+    estimate = mono_at_rate(generated.audio, generated.sample_rate, reference.sample_rate, generated.key)
     length = min(len(estimate), len(reference.target))
     return reference.target[:length], estimate[:length], reference.sample_rate
 
@@ -168,7 +163,7 @@ def _tts(pairs: list[Pair], config: EvaluationConfig, backbones: Backbones) -> l
         encoder = backbones.get("speaker_similarity", lambda: load_speaker_backbone(config.speaker_similarity))
         # Whole clips (no cut to a common length): TTS durations are predicted, so lengths legitimately differ.
         return speaker_similarity(encoder, [
-            (_at_rate(generated.audio, generated.sample_rate, reference.sample_rate), reference.target, reference.sample_rate)
+            (mono_at_rate(generated.audio, generated.sample_rate, reference.sample_rate, generated.key), reference.target, reference.sample_rate)
             for generated, reference in pairs
         ])
 
