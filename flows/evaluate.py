@@ -9,7 +9,6 @@ score has its full metric card. Progress per task shows on the run's page while 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from prefect.artifacts import (
 from uniflow.config import ConfigError
 from uniflow.evaluate.config import EvaluationConfig, load_evaluation_config
 from uniflow.evaluate.run import evaluate_checkpoint
-from uniflow.storage import Storage
+from uniflow.storage import Storage, build_once
 from uniflow.train.checkpoints import TRAINER_FILE, latest_checkpoint
 
 
@@ -56,11 +55,8 @@ def prepare_demo_backbones(models: Path) -> None:
     from uniflow.evaluate.clap_score import save_tiny_clap
     from uniflow.evaluate.panns import save_tiny_cnn14
 
-    models.mkdir(parents=True, exist_ok=True)
     for name, save in (("tiny-cnn14.pth", save_tiny_cnn14), ("tiny-clap", save_tiny_clap)):
-        if not (models / name).exists():
-            staging = save(models / f".{name}.partial-{os.getpid()}")
-            os.rename(staging, models / name)
+        build_once(models / name, save)
 
 
 def _artifact_key(name: str) -> str:

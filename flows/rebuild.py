@@ -28,7 +28,7 @@ from flows.align import align_flow
 from flows.features import run_features
 from flows.shard import DEFAULT_MAX_SAMPLES, shard_flow
 from flows.simulate import run_simulation
-from uniflow.storage import Storage, remove_leftovers
+from uniflow.storage import Storage, build_once
 
 STAGES: tuple[str, ...] = ("acquire", "align", "simulate", "shard", "features")
 RebuildProfile = Literal["demo", "full"]
@@ -58,12 +58,8 @@ def prepare_demo_models(storage: Storage, datasets_dir: str, vae_steps: int) -> 
     from uniflow.train.vae import VaeTrainConfig, train_vae
 
     models = storage.path("checkpoints").parent / "models"
-    remove_leftovers(models)  # a model folder a killed run was saving
     for name, save in (("tiny-t5", save_tiny_text_encoder), ("tiny-clip", save_tiny_video_encoder)):
-        if not (models / name).is_dir():
-            # Saved beside and renamed when whole: a kill mid-save must not leave a folder the next run trusts.
-            staging = save(models / f".{name}.partial-{os.getpid()}")
-            os.rename(staging, models / name)
+        build_once(models / name, save)
     settings = VaeTrainConfig.tiny()
     data = settings.data.model_copy(update={"datasets": datasets_dir, "plan": f"{datasets_dir}/plan.yaml"})
     settings = settings.model_copy(update={"data": data, "steps": vae_steps, "checkpoint_every": vae_steps})

@@ -99,3 +99,28 @@ def test_remove_leftovers_deletes_what_killed_writers_left_and_nothing_else(tmp_
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
     assert not (tmp_path / "ledger.jsonl").exists()
     assert remove_leftovers(tmp_path / "absent") == 0
+
+
+def test_build_once_renames_a_whole_build_into_place_and_keeps_what_exists(tmp_path: Path) -> None:
+    from uniflow.storage import build_once
+
+    def build(staging: Path) -> Path:
+        staging.mkdir()
+        (staging / "weights.bin").write_bytes(b"w")
+        return staging
+
+    stale = tmp_path / "models" / ".tiny.partial-4242"  # what a killed build left
+    stale.mkdir(parents=True)
+
+    def killed(staging: Path) -> Path:
+        staging.mkdir()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_once(tmp_path / "models" / "tiny", killed)
+    assert not (tmp_path / "models" / "tiny").exists()  # nothing a rerun could trust
+    target = build_once(tmp_path / "models" / "tiny", build)
+    assert (target / "weights.bin").read_bytes() == b"w"
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["tiny"]  # every staging folder is gone
+    (target / "weights.bin").write_bytes(b"kept")
+    assert build_once(target, build) == target and (target / "weights.bin").read_bytes() == b"kept"

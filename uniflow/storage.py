@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -228,6 +228,23 @@ def remove_leftovers(folder: str | Path) -> int:
                 os.unlink(entry.path)
         removed += 1
     return removed
+
+
+def build_once(target: str | Path, build: Callable[[Path], Path]) -> Path:
+    """``target`` (a file or folder) as ``build(staging_path)`` makes it, built under a hidden staging name and
+    renamed into place when whole, so a build killed halfway never leaves something a rerun trusts. An existing
+    ``target`` is kept as it is; staging left by an earlier killed build of the same target is removed first."""
+    target = Path(target)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.partial-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+    os.rename(build(target.parent / f".{target.name}.partial-{os.getpid()}"), target)
+    return target
 
 
 def default_profile_path() -> Path:
