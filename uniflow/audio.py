@@ -1,11 +1,35 @@
-"""In-memory audio encoding shared by the stages that write audio (simulation, shards)."""
+"""Audio reading and in-memory encoding shared by the stages (simulation, shards, the loader)."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+INT16_SCALE = np.float32(1 / 32768)
+"""libsndfile's float value of a 16-bit sample is ``sample * 2**-15``: exact in float32."""
+
+
+def read_float32(handle: sf.SoundFile, frames: int = -1) -> np.ndarray:
+    """``handle.read(frames, dtype="float32", always_2d=True)``, bit for bit, at a fraction of the cost.
+
+    16-bit PCM is read as int16 and scaled here: libsndfile's own int-to-float conversion costs ten
+    times the read of a 16-bit WAV file (about 1 ms per 10 s of 44.1 kHz audio per channel), and
+    most sources are 16-bit. Other encodings are read as libsndfile converts them.
+    """
+    if handle.subtype == "PCM_16":
+        return handle.read(frames, dtype="int16", always_2d=True) * INT16_SCALE
+    return handle.read(frames, dtype="float32", always_2d=True)
+
+
+def read_audio(source: str | Path | io.BytesIO, start: int = 0, frames: int = -1) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 samples and the rate of a file or of encoded bytes (see ``read_float32``)."""
+    with sf.SoundFile(source) as handle:
+        if start:
+            handle.seek(start)
+        return read_float32(handle, frames), handle.samplerate
 
 
 def to_pcm16(audio: np.ndarray) -> np.ndarray:

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from uniflow.audio import INT16_SCALE
 from uniflow.simulate.errors import SimulationInputError
 
 CACHED_FORMATS = frozenset({"FLAC", "OGG", "MPEG"})
-_INT16_SCALE = np.float32(1 / 32768)
 
 
 class NoiseCache:
@@ -57,7 +57,7 @@ class NoiseCache:
         if channel is not None and not 0 <= channel < pcm.shape[1]:
             raise SimulationInputError(source, f"noise channel {channel} requested, the file has {pcm.shape[1]}")
         excerpt = pcm[first : first + count] if channel is None else pcm[first : first + count, channel : channel + 1]
-        return excerpt * _INT16_SCALE if excerpt.dtype == np.int16 else np.array(excerpt, dtype=np.float32)
+        return excerpt * INT16_SCALE if excerpt.dtype == np.int16 else np.array(excerpt, dtype=np.float32)
 
     def _build(self, source: Path, entry: Path, rate: int) -> bool:
         with sf.SoundFile(source) as handle:

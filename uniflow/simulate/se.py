@@ -43,6 +43,7 @@ import soundfile as sf
 import soxr
 from pydantic import Field, model_validator
 
+from uniflow.audio import read_float32
 from uniflow.config import StrictModel
 from uniflow.simulate.augment import (
     AUGMENTATIONS,
@@ -367,7 +368,7 @@ def _read_frames(path: Path, rate: int, first: int, count: int) -> np.ndarray:
                 raise SimulationInputError(path, f"file has {handle.frames} frames, the segment needs {first + count}")
             if first:
                 handle.seek(first)
-            data = handle.read(count, dtype="float32", always_2d=True)
+            data = read_float32(handle, count)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         reason = "file not found" if not path.exists() else f"cannot read: {error}"
         raise SimulationInputError(path, reason) from None

@@ -2,9 +2,19 @@
 
 Following NVSR/AudioSR (paper, SR setup), every high-quality recording is resampled to 24 kHz and
 cut into clips; the low-resolution input of a clip is a zero-phase IIR low-pass of random type
-(Butterworth, Chebyshev I, elliptic, Bessel), order and cutoff, applied in second-order sections,
+(Butterworth, Chebyshev I, elliptic, Bessel), order and cutoff, designed in second-order sections,
 then resampled down to twice the cutoff and back up, so no energy is left above the cutoff and the
 pair stays sample-aligned at 24 kHz.
+
+Two ways to run the low-pass, chosen per clip by its ``resample_method``:
+
+- ``fourier`` (the default): forward-backward filtering multiplies the spectrum by ``|H|^2`` with
+  zero phase, and Fourier-method resampling to twice the cutoff and back (``scipy.signal.resample``'s
+  method) keeps the bins below the cutoff and zeroes the rest. Both act on one spectrum, so one
+  real FFT, one product and one inverse FFT do the work of two IIR passes and two resamplers
+  (about twice as fast), and the band above the cutoff is empty to float precision.
+- ``soxr_hq`` / ``soxr_vhq``: ``sosfiltfilt`` in the time domain, then soxr down and back up (its
+  transition band ends at the lower rate's Nyquist frequency). Kept for clips drawn with it.
 
 Two stages, as for SE: ``sample_sr_params`` draws every random choice of every clip into an
 ``SrParams`` record (deterministic per key), and ``render_sr`` turns one record plus the raw root
@@ -26,11 +36,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import scipy.fft
 import scipy.signal as signal
 import soundfile as sf
 import soxr
 from pydantic import Field, model_validator
 
+from uniflow.audio import read_float32
 from uniflow.config import StrictModel
 from uniflow.simulate.common import fit_length, key_seed, params_values
 from uniflow.simulate.errors import SimulationInputError
@@ -39,7 +51,7 @@ SR_VERSION = 1
 """Bumped whenever rendering changes, so stored parameters say which code made their audio."""
 
 FilterType = Literal["butter", "cheby1", "ellip", "bessel"]
-ResampleMethod = Literal["soxr_hq", "soxr_vhq"]
+ResampleMethod = Literal["fourier", "soxr_hq", "soxr_vhq"]
 FILTER_TYPES: tuple[str, ...] = ("butter", "cheby1", "ellip", "bessel")
 _SOXR_QUALITY = {"soxr_hq": "HQ", "soxr_vhq": "VHQ"}
 # The source -> 24 kHz step is not a drawn parameter: it is part of the renderer (SR_VERSION).
@@ -63,7 +75,9 @@ class SrConfig(StrictModel):
     cheby1_ripple_db: tuple[float, ...] = Field((0.1, 0.25, 0.5, 1.0), min_length=1, description="Passband ripples.")
     ellip_ripple_db: tuple[float, ...] = Field((0.1,), min_length=1, description="Elliptic passband ripples.")
     ellip_stopband_db: tuple[float, ...] = Field((60.0,), min_length=1, description="Elliptic stopband attenuations.")
-    resample_methods: tuple[ResampleMethod, ...] = Field(("soxr_hq",), min_length=1, description="For the down/up step.")
+    resample_methods: tuple[ResampleMethod, ...] = Field(
+        ("fourier",), min_length=1, description="For the down/up step (see the module docstring)."
+    )
     clip_seconds: float = Field(10.0, gt=0, description="Length of the clips long files are cut into.")
     split_long_seconds: float = Field(20.0, gt=0, description="Files longer than this are cut into clips.")
     min_clip_seconds: float = Field(2.0, gt=0, description="Shorter clips (and shorter files) are dropped.")
@@ -398,21 +412,75 @@ def lowpass(
     cutoff_hz: float,
     ripple_db: float | None = None,
     stopband_db: float | None = None,
-    resample_method: str = "soxr_hq",
+    resample_method: str = "fourier",
 ) -> np.ndarray:
     """Zero-phase SOS low-pass, then resampling to ``2 * cutoff_hz`` and back: float32, same length.
 
-    The IIR filter gives the drawn roll-off shape; the down/up step (soxr, whose stopband starts at
-    the lower rate's Nyquist frequency) removes what the filter lets through above the cutoff.
+    The IIR filter gives the drawn roll-off shape; the down/up step removes what the filter lets
+    through above the cutoff. ``fourier`` does both in one FFT pair, the soxr methods one after the
+    other (see the module docstring).
     """
+    if resample_method == "fourier":
+        sos, _ = _design(filter_type, int(order), float(cutoff_hz), int(sample_rate), ripple_db, stopband_db)
+        return _fourier_lowpass(_mono_float32(audio), sos, int(sample_rate), float(cutoff_hz))
     if resample_method not in _SOXR_QUALITY:
-        raise ValueError(f"unknown resample method {resample_method!r}; expected one of {sorted(_SOXR_QUALITY)}")
+        known = sorted(["fourier", *_SOXR_QUALITY])
+        raise ValueError(f"unknown resample method {resample_method!r}; expected one of {known}")
     filtered = zero_phase_lowpass(audio, sample_rate, filter_type, order, cutoff_hz, ripple_db, stopband_db)
     quality = _SOXR_QUALITY[resample_method]
     low_rate = 2.0 * float(cutoff_hz)
     down = soxr.resample(filtered, sample_rate, low_rate, quality=quality)
     up = soxr.resample(down, low_rate, sample_rate, quality=quality)
     return fit_length(up, len(filtered))
+
+
+# Odd extension at each end before the transform (as sosfiltfilt extends, only longer): the FFT's
+# periodic wrap then joins extension to extension, 85 ms from the clip, where the responses of the
+# filter and of the band edge have decayed below -60 dB.
+_FOURIER_PAD = 2048
+
+
+def _fourier_lowpass(x: np.ndarray, sos: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
+    """The ``fourier`` method: spectrum times ``|H|^2`` below the cutoff, zero from it on (float32)."""
+    n = len(x)
+    pad = min(_FOURIER_PAD, n - 1)
+    ext = np.concatenate((2 * x[0] - x[pad:0:-1], x, 2 * x[-1] - x[-2 : -pad - 2 : -1]))
+    size = scipy.fft.next_fast_len(len(ext), real=True)
+    spectrum = scipy.fft.rfft(ext, size)
+    kept = math.ceil(cutoff_hz * size / sample_rate)  # bins strictly below the cutoff
+    spectrum[:kept] *= _power_response(sos, _cosines(size)[:kept])
+    spectrum[kept:] = 0
+    return scipy.fft.irfft(spectrum, size)[pad : pad + n]
+
+
+@lru_cache(maxsize=8)
+def _cosines(size: int) -> np.ndarray:
+    """``cos(w)`` at the bins of a ``size``-point real FFT (clips of one length share one array)."""
+    cosines = np.cos(2 * np.pi * np.arange(size // 2 + 1) / size)
+    cosines.setflags(write=False)
+    return cosines
+
+
+def _power_response(sos: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``|H(e^jw)|^2`` of second-order sections at ``c = cos(w)``, as float32.
+
+    Per section, ``|b0 + b1 z^-1 + b2 z^-2|^2 = (b0^2 + b1^2 + b2^2 - 2 b0 b2) + 2 (b0 b1 + b1 b2) c
+    + 4 b0 b2 c^2`` on the unit circle, and likewise for the poles: real arithmetic, in float64
+    (a resonant section's denominator is a small difference of terms near 1).
+    """
+    numerator = np.ones_like(c)
+    denominator = np.ones_like(c)
+    term = np.empty_like(c)
+    for b0, b1, b2, _, a1, a2 in sos:
+        for coefficients, product in (((b0, b1, b2), numerator), ((1.0, a1, a2), denominator)):
+            p0, p1, p2 = coefficients
+            np.multiply(c, 4 * p0 * p2, out=term)  # Horner in c
+            term += 2 * (p0 * p1 + p1 * p2)
+            term *= c
+            term += p0 * p0 + p1 * p1 + p2 * p2 - 2 * p0 * p2
+            product *= term
+    numerator /= denominator
+    return numerator.astype(np.float32)
 
 
 def _mono_float32(audio: np.ndarray) -> np.ndarray:
@@ -499,7 +567,7 @@ def _read_frames(path: Path, rate: int, first: int, count: int, config: SrConfig
             if first >= handle.frames:
                 return np.zeros(count, dtype=np.float32), False
             handle.seek(first)
-            data = handle.read(count, dtype="float32", always_2d=True)
+            data = read_float32(handle, count)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         reason = "file not found" if not path.exists() else f"cannot read: {error}"
         raise SimulationInputError(path, reason) from None
