@@ -17,6 +17,10 @@ sample is what a TTS shard holds: ``target.flac``, ``txt`` and ``json`` (corpus,
     directory, decoded the same way. Target: the loader at least 20x faster. The same pair is
     also timed without decoding, and the cost of decoding alone is measured, to show where the
     time goes.
+(c) Loading from an object store: the same comparison with both layouts on an S3-compatible server
+    (moto, in its own process on 127.0.0.1, through the ``s3.yaml`` storage profile and s3fs):
+    the loader streams each shard with one request, the file reader makes two requests per
+    sample. Where per-file latency is real, this is the comparison the shard layout is for.
 
     .venv/bin/python benchmarks/bench_shards.py [--samples 300] [--repeats 3] [--core 0] [--load-copies 4]
 """
@@ -27,7 +31,9 @@ import argparse
 import io
 import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,14 +43,14 @@ from typing import Any
 
 import numpy as np
 import scipy.signal as signal
-import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import uniflow.shards.loader as loader_module  # noqa: E402
-from uniflow.audio import encode_flac  # noqa: E402
-from uniflow.shards.loader import make_dataset, make_loader  # noqa: E402
+from uniflow.audio import encode_flac, read_audio  # noqa: E402
+from uniflow.shards.loader import make_dataset, make_loader, shard_urls  # noqa: E402
 from uniflow.shards.writer import Sample, write_shard  # noqa: E402
+from uniflow.storage import Storage  # noqa: E402
 
 SAMPLE_RATE = 24000
 SAMPLES_PER_SHARD = 32
@@ -164,8 +170,8 @@ def read_directory(stems: list[Path], decode: bool) -> int:
     for stem in stems:
         with open(stem.with_suffix(".json"), "rb") as handle:
             json.loads(handle.read())
-        if decode:
-            soundfile.read(stem.with_suffix(".flac"), dtype="float32", always_2d=False)
+        if decode:  # decoded as the loader decodes
+            read_audio(stem.with_suffix(".flac"))
         else:
             with open(stem.with_suffix(".flac"), "rb") as handle:
                 handle.read()
@@ -178,13 +184,15 @@ def _raw_sample(sample: dict[str, Any]) -> dict[str, Any]:
     return {"key": sample["__key__"], "meta": json.loads(sample["json"]), "target": sample["target.flac"]}
 
 
-def read_shards(urls: list[str], decode: bool, workers: int = 2) -> int:
+def read_shards(urls: list[str], decode: bool, workers: int = 2, storage: Storage | None = None) -> int:
     # Workers are forked, so swapping the module's decoder before make_dataset reaches them.
     original = loader_module.decode_sample
     if not decode:
         loader_module.decode_sample = _raw_sample
     try:
-        dataset = make_dataset(urls, epoch_samples=0, batch_size=16, rank=0, world_size=1, seed=0, shuffle_buffer=0, resampled=False)
+        dataset = make_dataset(
+            urls, epoch_samples=0, batch_size=16, rank=0, world_size=1, seed=0, shuffle_buffer=0, resampled=False, storage=storage
+        )
         batches = make_loader(dataset, num_workers=2) if workers else dataset  # 0: in this process, no IPC
         return sum(len(batch["key"]) for batch in batches)
     finally:
@@ -220,7 +228,7 @@ def bench_load(samples: list[Sample], root: Path, repeats: int, copies: int) -> 
 
     def decode_all() -> None:
         for data in flacs:  # results dropped at once, as the file reader does, so no allocation pile-up
-            soundfile.read(io.BytesIO(data), dtype="float32")
+            read_audio(io.BytesIO(data))
 
     decode_seconds, _ = timed(decode_all, repeats)
     inline_raw, _ = timed(lambda: read_shards(urls, decode=False, workers=0), repeats)
@@ -264,6 +272,82 @@ def bench_load(samples: list[Sample], root: Path, repeats: int, copies: int) -> 
           "when cold, large on network file systems and object stores.")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_s3_server() -> tuple[subprocess.Popen, str] | None:
+    """moto's S3 server in its own process (so it does not share this one's interpreter), or None."""
+    executable = Path(sys.executable).with_name("moto_server")
+    if not executable.exists():
+        return None
+    port = free_port()
+    server = subprocess.Popen(
+        [str(executable), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.2)
+    server.terminate()
+    return None
+
+
+def bench_object_store(samples: list[Sample], root: Path, repeats: int) -> None:
+    started = start_s3_server()
+    if started is None:
+        print("(c) object store: not measured (moto_server is not installed: pip install 'moto[server]')")
+        return
+    server, endpoint = started
+    try:
+        os.environ.update(
+            AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+            AWS_ENDPOINT_URL=endpoint, UNIFLOW_BUCKET="bench", UNIFLOW_SCRATCH=str(root / "scratch"),
+        )
+        storage = Storage.from_file(Path(__file__).resolve().parents[1] / "storage_config" / "s3.yaml")
+        fs = storage.fs("shards")
+        fs.mkdir("bench")
+        local = root / "s3-shards"
+        local.mkdir()
+        write_set(samples, local)
+        for path in sorted(local.glob("*.tar")):
+            fs.put_file(str(path), storage.url("shards", "tts", path.name))
+        folder = storage.url("shards", "files")
+        for sample in samples:
+            stem = f"{folder}/{sample.key.replace('/', '_')}"
+            fs.pipe_file(f"{stem}.flac", sample.files["target.flac"])
+            fs.pipe_file(f"{stem}.json", sample.files["json"])
+        fs.invalidate_cache()
+        urls = shard_urls(storage, "shards", "tts", "train")
+
+        def read_objects() -> int:
+            for sample in samples:
+                stem = f"{folder}/{sample.key.replace('/', '_')}"
+                json.loads(fs.cat_file(f"{stem}.json"))
+                read_audio(io.BytesIO(fs.cat_file(f"{stem}.flac")))
+            return len(samples)
+
+        shard_seconds, count = timed(lambda: read_shards(urls, True, storage=storage), repeats)
+        file_seconds, _ = timed(read_objects, repeats)
+        assert count == len(samples), count
+        loader_rate, file_rate = len(samples) / shard_seconds, len(samples) / file_seconds
+        print(f"(c) object store: {len(samples)} samples on an S3-compatible server (moto, own process, 127.0.0.1), "
+              f"median of {repeats}")
+        print(f"    decoding FLAC:  loader (2 workers, {len(urls)} shards) {loader_rate:,.0f} samples/s; objects, sequential "
+              f"{file_rate:,.0f} samples/s ({1e3 / file_rate:.1f} ms per sample: two requests + decode) -> "
+              f"{loader_rate / file_rate:.1f}x   [target >= 20x: {'met' if loader_rate / file_rate >= 20 else 'NOT met'}]")
+        print("    (the server shares this machine's 2 cores with the loader; a remote store's per-request latency, "
+              "typically tens of ms, is paid by the file reader for every sample and by the loader once per shard)")
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=300)
@@ -277,6 +361,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-shards-") as folder:
         samples = bench_write(corpus, Path(folder), args.repeats, args.core)
         bench_load(samples, Path(folder), args.repeats, args.load_copies)
+        # 600 samples (19 shards): enough that worker start-up does not dominate a pass
+        copies = max(1, -(-600 // len(samples)))
+        bench_object_store([Sample(f"{s.key}_c{c}", s.files) for c in range(copies) for s in samples], Path(folder), args.repeats)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,11 @@ from itertools import islice
 from typing import Any
 
 import fsspec
-import soundfile
 import webdataset as wds
 from webdataset.tariterators import group_by_keys, tar_file_expander
 from webdataset.utils import PipelineStage
 
+from uniflow.audio import read_audio
 from uniflow.storage import Role, Storage
 
 Sample = dict[str, Any]
@@ -78,8 +78,8 @@ def decode_sample(sample: Sample) -> Sample:
             decoded["meta"] = json.loads(data)
         elif member.endswith(".flac") or member == "flac":
             name = member.removesuffix(".flac") if member != "flac" else "audio"
-            audio, sample_rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=False)
-            decoded[name] = audio
+            audio, sample_rate = read_audio(io.BytesIO(data))
+            decoded[name] = audio.reshape(-1) if audio.shape[1] == 1 else audio  # a view: C-ordered
             decoded[f"{name}_sample_rate"] = int(sample_rate)
         elif member.endswith("txt"):
             decoded[member.removesuffix(".txt")] = data.decode("utf-8")
