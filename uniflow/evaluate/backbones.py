@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
+from pydantic import model_validator
 from torch import nn
 
 from uniflow.config import StrictModel
@@ -29,6 +30,27 @@ class BackboneSpec(StrictModel):
     name: str
     path: str | None = None  # a local file or directory; None where the weights ship inside a package
     sha256: str | None = None  # the pin: weights_hash of the loaded module, or the digest of `path`
+
+
+class BackboneChoice(StrictModel):
+    """Settings that choose one of several backbones by name and default its ``backbone`` to that choice's.
+
+    A subclass names the choosing field (``CHOICE_FIELD``, a field with a default) and the default spec of
+    every choice (``DEFAULT_BACKBONES``); a ``backbone`` given in the settings wins.
+    """
+
+    CHOICE_FIELD: ClassVar[str]
+    DEFAULT_BACKBONES: ClassVar[dict[str, BackboneSpec]]
+
+    backbone: BackboneSpec
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_backbone(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("backbone") is None:
+            choice = data.get(cls.CHOICE_FIELD, cls.model_fields[cls.CHOICE_FIELD].default)
+            return {**data, "backbone": cls.DEFAULT_BACKBONES[choice]}
+        return data
 
 
 class NotComputed(NamedTuple):

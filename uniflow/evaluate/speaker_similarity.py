@@ -31,10 +31,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
-from pydantic import model_validator
 
-from uniflow.config import StrictModel
-from uniflow.evaluate.backbones import BackboneSpec, backbone_card, check_pin, module_digest, require_path
+from uniflow.evaluate.backbones import BackboneChoice, BackboneSpec, backbone_card, check_pin, module_digest, require_path
 from uniflow.evaluate.cards import mono_at_rate, own_implementation
 from uniflow.evaluate.nemo_models import restore_nemo_model
 from uniflow.evaluate.signal_metrics import MetricUnavailable, Score
@@ -58,7 +56,7 @@ DEFAULT_BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
-class SpeakerSimilaritySettings(StrictModel):
+class SpeakerSimilaritySettings(BackboneChoice):
     """Which speaker encoder embeds the clips, and where its weights are.
 
     ``backbone`` defaults to ``DEFAULT_BACKBONES[encoder]``: for ``resemblyzer`` a ``path`` of None means
@@ -69,15 +67,10 @@ class SpeakerSimilaritySettings(StrictModel):
     """
 
     encoder: EncoderName = "resemblyzer"
-    backbone: BackboneSpec
     device: str = "cpu"
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_backbone(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("backbone") is None:
-            return {**data, "backbone": DEFAULT_BACKBONES[data.get("encoder", "resemblyzer")]}
-        return data
+    CHOICE_FIELD = "encoder"
+    DEFAULT_BACKBONES = DEFAULT_BACKBONES
 
 
 class SpeakerBackbone(Protocol):

@@ -30,11 +30,17 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
-from pydantic import model_validator
 
-from uniflow.config import StrictModel
 from uniflow.evaluate import text_normalizer
-from uniflow.evaluate.backbones import BackboneSpec, backbone_card, check_pin, module_digest, path_digest, require_path
+from uniflow.evaluate.backbones import (
+    BackboneChoice,
+    BackboneSpec,
+    backbone_card,
+    check_pin,
+    module_digest,
+    path_digest,
+    require_path,
+)
 from uniflow.evaluate.cards import mono_at_rate, own_implementation
 from uniflow.evaluate.nemo_models import restore_nemo_model
 from uniflow.evaluate.signal_metrics import MetricUnavailable, Score
@@ -59,7 +65,7 @@ DEFAULT_BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
-class WerSettings(StrictModel):
+class WerSettings(BackboneChoice):
     """Which recognizer transcribes the generated speech, and where its weights are.
 
     ``backbone`` defaults to ``DEFAULT_BACKBONES[asr]``: for ``pocketsphinx`` a ``path`` of None means
@@ -71,15 +77,10 @@ class WerSettings(StrictModel):
     """
 
     asr: AsrName = "pocketsphinx"
-    backbone: BackboneSpec
     device: str = "cpu"
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_backbone(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("backbone") is None:
-            return {**data, "backbone": DEFAULT_BACKBONES[data.get("asr", "pocketsphinx")]}
-        return data
+    CHOICE_FIELD = "asr"
+    DEFAULT_BACKBONES = DEFAULT_BACKBONES
 
 
 class AsrBackbone(Protocol):
