@@ -28,6 +28,7 @@ from uniflow.align.stage import (
     work_dir,
 )
 from uniflow.corpora.recipe import SPLITS, load_plan, load_recipes
+from uniflow.orchestration import on_task_runner
 from uniflow.storage import Storage, remove_leftovers
 
 
@@ -122,3 +123,8 @@ def align_flow(
         create_table_artifact(rows, key="alignment", description="Utterances aligned / scored, failures by reason, hours covered")
     return {"aligner": chosen, "alignments": [s.to_json() for s in summaries], "scores": [vars(s) for s in scores],
             "missing": missing}
+
+
+def run_alignment(runner: str = "processes", workers: int | None = None, address: str | None = None, **options: Any) -> dict[str, Any]:
+    """``align_flow`` (same keyword arguments) on the chosen task runner (local processes, Dask or Ray)."""
+    return on_task_runner(align_flow, runner, workers, address)(**options)

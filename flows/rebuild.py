@@ -24,9 +24,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.acquire import acquire_flow
-from flows.align import align_flow
+from flows.align import run_alignment
 from flows.features import run_features
-from flows.shard import DEFAULT_MAX_SAMPLES, shard_flow
+from flows.shard import DEFAULT_MAX_SAMPLES, run_sharding
 from flows.simulate import run_simulation
 from uniflow.storage import Storage, build_once
 
@@ -91,12 +91,13 @@ def rebuild_flow(
     mirror_dir: str = "data/mirror",
     stages: list[str] | None = None,
     demo_vae_steps: int | None = None,
-    simulation_runner: Literal["processes", "dask", "ray"] = "processes",
-    simulation_address: str | None = None,
+    runner: Literal["processes", "dask", "ray"] = "processes",
+    runner_address: str | None = None,
 ) -> dict[str, Any]:
     """Run the data stages in order (``stages``: a subset of acquire, align, simulate, shard, features);
-    ``demo_vae_steps`` overrides the demo profile's tiny-VAE steps; the simulation runs on local processes, Dask
-    or Ray (``simulation_address`` of a running cluster, else a local one)."""
+    ``demo_vae_steps`` overrides the demo profile's tiny-VAE steps. Alignment, simulation and sharding run on
+    ``runner``: local processes, Dask or Ray (``runner_address`` of a running cluster, else a local one); the
+    downloads run on threads and the features on the flow's node, one process per GPU."""
     logger = get_run_logger()
     settings = PROFILES[profile]
     storage_profile = storage_profile or settings.storage
@@ -108,14 +109,16 @@ def rebuild_flow(
     if "acquire" in chosen:
         outcome["acquire"] = _acquire(settings, storage_profile, datasets_dir, mirror_dir)
     if "align" in chosen:
-        outcome["align"] = align_flow(profile=storage_profile, datasets_dir=datasets_dir)
+        outcome["align"] = run_alignment(runner, address=runner_address, profile=storage_profile, datasets_dir=datasets_dir)
     if "simulate" in chosen:
         outcome["simulate"] = run_simulation(
-            None, storage_profile, datasets_dir, simulation_runner, address=simulation_address,
+            None, storage_profile, datasets_dir, runner, address=runner_address,
             config_path=f"{datasets_dir}/{settings.simulation}",
         )
     if "shard" in chosen:
-        outcome["shard"] = shard_flow(profile=storage_profile, datasets_dir=datasets_dir, max_samples=settings.max_samples)
+        outcome["shard"] = run_sharding(
+            runner, address=runner_address, profile=storage_profile, datasets_dir=datasets_dir, max_samples=settings.max_samples
+        )
     if "features" in chosen:
         vae_steps = demo_vae_steps if demo_vae_steps is not None and settings.demo_vae_steps else settings.demo_vae_steps
         if vae_steps:

@@ -15,6 +15,7 @@ from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows.progress import outcomes_with_progress
 from uniflow.corpora.recipe import SPLITS, TASKS, load_plan, load_recipes
+from uniflow.orchestration import on_task_runner
 from uniflow.shards.ledger import ShardSet, read_ledger, shards_to_write, update_ledger, write_ledger
 from uniflow.shards.report import publish_report
 from uniflow.shards.samples import SampleSource, build_sample, sample_sources
@@ -88,3 +89,8 @@ def shard_flow(
     outcome["table"] = publish_report(storage, plan)
     outcome["report"] = storage.url("reports", "corpus.md")
     return outcome
+
+
+def run_sharding(runner: str = "processes", workers: int | None = None, address: str | None = None, **options: Any) -> dict[str, Any]:
+    """``shard_flow`` (same keyword arguments) on the chosen task runner (local processes, Dask or Ray)."""
+    return on_task_runner(shard_flow, runner, workers, address)(**options)

@@ -16,7 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.progress import outcomes_with_progress
 from uniflow.corpora.recipe import SPLITS, load_plan, load_recipes
-from uniflow.orchestration import make_task_runner
+from uniflow.orchestration import on_task_runner
 from uniflow.simulate.stage import (
     BatchResult,
     SimulationPlan,
@@ -108,5 +108,5 @@ def run_simulation(tasks: list[str] | None, profile: str, datasets_dir: str, run
                    workers: int | None = None, address: str | None = None,
                    config_path: str | None = None) -> dict[str, Any]:
     """``simulate_flow`` on the chosen task runner (local processes, Dask or Ray)."""
-    configured = simulate_flow.with_options(task_runner=make_task_runner(runner, workers, address))
+    configured = on_task_runner(simulate_flow, runner, workers, address)
     return configured(tasks=tasks, profile=profile, datasets_dir=datasets_dir, config_path=config_path)

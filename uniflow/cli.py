@@ -29,6 +29,10 @@ console = Console()
 ProfileOption = Annotated[str, typer.Option("--profile", "-p", help="Storage profile YAML (roles -> URLs).", envvar="UNIFLOW_PROFILE")]
 DatasetsOption = Annotated[str, typer.Option("--datasets", help="Folder of corpus recipes.")]
 CorporaArgument = Annotated[list[str] | None, typer.Argument(help="Corpus names (default: every recipe).", show_default=False)]
+RunnerOption = Annotated[str, typer.Option(help="Task runner: processes (local), dask or ray.")]
+RunnerWorkersOption = Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).")]
+AddressOption = Annotated[str | None, typer.Option("--address", "--dask-address",
+                                                  help="Dask scheduler or Ray cluster address; none starts a local cluster.")]
 
 # Exit codes: 0 all done, 1 something failed, 3 a gated corpus waits for a manual step.
 EXIT_FAILED, EXIT_MANUAL = 1, 3
@@ -124,13 +128,15 @@ def acquire(
 
 
 def _run_align(corpora: list[str] | None, profile: str, datasets: str, aligner: str, chunk_size: int,
-               mfa_settings_json: str | None, scores: bool) -> dict[str, Any]:
+               mfa_settings_json: str | None, scores: bool, runner: str = "processes", workers: int | None = None,
+               address: str | None = None) -> dict[str, Any]:
     console.print(f"[dim]{configure_prefect()}[/dim]")
-    from flows.align import align_flow
+    from flows.align import run_alignment
 
     try:
-        return align_flow(tts_corpora=corpora or None, svs_corpora=None if scores else [], profile=profile,
-                          datasets_dir=datasets, aligner=aligner, chunk_size=chunk_size, mfa_settings_json=mfa_settings_json)
+        return run_alignment(runner, workers, address, tts_corpora=corpora or None, svs_corpora=None if scores else [],
+                             profile=profile, datasets_dir=datasets, aligner=aligner, chunk_size=chunk_size,
+                             mfa_settings_json=mfa_settings_json)
     except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
         _fail(str(exc))
         raise
@@ -160,6 +166,9 @@ def align(
     chunk_size: Annotated[int, typer.Option(help="Utterances per chunk (one task and one `mfa align` call each).")] = 200,
     mfa_config: Annotated[Path | None, typer.Option(help="YAML with MFA settings (binary, models, jobs, beams).")] = None,
     scores: Annotated[bool, typer.Option(help="Also convert the SVS corpora's singing scores.")] = True,
+    runner: RunnerOption = "processes",
+    workers: RunnerWorkersOption = None,
+    address: AddressOption = None,
 ) -> None:
     """Align TTS corpora to phone frame counts (resumable chunks) and convert SVS scores."""
     from uniflow.align.mfa import MfaSettings
@@ -169,7 +178,7 @@ def align(
         settings = load_yaml(mfa_config, MfaSettings).model_dump_json() if mfa_config else None
     except ConfigError as exc:
         _fail(str(exc))
-    _report_alignment(_run_align(corpora, profile, datasets, aligner, chunk_size, settings, scores))
+    _report_alignment(_run_align(corpora, profile, datasets, aligner, chunk_size, settings, scores, runner, workers, address))
 
 
 def _run_simulate(tasks: list[str] | None, profile: str, datasets: str, runner: str, workers: int | None,
@@ -198,10 +207,9 @@ def simulate(
     task: Annotated[list[str] | None, typer.Option("--task", help="se and/or sr (default both).")] = None,
     profile: ProfileOption = "storage_config/local.yaml",
     datasets: DatasetsOption = "datasets",
-    runner: Annotated[str, typer.Option(help="processes (local), dask or ray.")] = "processes",
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
-    address: Annotated[str | None, typer.Option("--address", "--dask-address",
-                                                help="Dask scheduler or Ray cluster address; none starts a local cluster.")] = None,
+    runner: RunnerOption = "processes",
+    workers: RunnerWorkersOption = None,
+    address: AddressOption = None,
     config: Annotated[str | None, typer.Option(help="Simulation settings (default <datasets>/simulation.yaml).")] = None,
 ) -> None:
     """Simulate SE (URGENT-style noisy speech) and SR (low-pass) pairs: parameters first, then batches."""
@@ -250,14 +258,17 @@ def shards_write(
     datasets: DatasetsOption = "datasets",
     max_samples: Annotated[int, typer.Option(help="Samples per shard at most.")] = 1000,
     max_bytes: Annotated[int, typer.Option(help="Bytes per shard, about.")] = 1_000_000_000,
+    runner: RunnerOption = "processes",
+    workers: RunnerWorkersOption = None,
+    address: AddressOption = None,
 ) -> None:
     """Pack every task's split into shards (only missing or stale ones) and update the ledgers."""
     console.print(f"[dim]{configure_prefect()}[/dim]")
-    from flows.shard import shard_flow
+    from flows.shard import run_sharding
 
     try:
-        outcome = shard_flow(tasks=task, splits=split, profile=profile, datasets_dir=datasets,
-                             max_samples=max_samples, max_bytes=max_bytes)
+        outcome = run_sharding(runner, workers, address, tasks=task, splits=split, profile=profile, datasets_dir=datasets,
+                               max_samples=max_samples, max_bytes=max_bytes)
     except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
         _fail(str(exc))
     table = Table(title="Shards")
@@ -581,16 +592,22 @@ def rebuild(
     stage: Annotated[list[str] | None, typer.Option("--stage", help="Only these stages (acquire, align, simulate, shard, features).")] = None,
     mirror_dir: Annotated[Path, typer.Option(help="Where the mini mirror is built (demo).")] = Path("data/mirror"),
     demo_vae_steps: Annotated[int | None, typer.Option(help="Tiny-VAE steps before the demo's features (default: the profile's).")] = None,
+    runner: Annotated[str, typer.Option(help="Task runner of alignment, simulation and sharding: processes, dask or ray.")] = "processes",
+    address: AddressOption = None,
 ) -> None:
     """All data stages in order as one Prefect flow; each resumes from what its outputs already hold."""
+    from uniflow.orchestration import RUNNERS
+
     if profile not in ("demo", "full"):
         _fail(f"--profile must be demo or full, not {profile!r}")
+    if runner not in RUNNERS:
+        _fail(f"--runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
     console.print(f"[dim]{configure_prefect()}[/dim]")
     from flows.rebuild import rebuild_flow
 
     try:
         outcome = rebuild_flow(profile=profile, storage_profile=storage, datasets_dir=datasets, mirror_dir=str(mirror_dir),
-                               stages=stage or None, demo_vae_steps=demo_vae_steps)
+                               stages=stage or None, demo_vae_steps=demo_vae_steps, runner=runner, runner_address=address)
     except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
         _fail(str(exc))
         raise

@@ -62,3 +62,8 @@ def make_task_runner(runner: str = "processes", workers: int | None = None, addr
 
         return ProcessPoolTaskRunner(max_workers=workers)
     raise ValueError(f"unknown task runner {runner!r}; choose one of {', '.join(RUNNERS)}")
+
+
+def on_task_runner(flow: Any, runner: str = "processes", workers: int | None = None, address: str | None = None) -> Any:
+    """``flow`` with its tasks fanned out on ``runner`` (see ``make_task_runner``): what a cluster run changes."""
+    return flow.with_options(task_runner=make_task_runner(runner, workers, address))
