@@ -93,14 +93,16 @@ class ClapBackbone:
     def audio_embeddings(self, audios: Sequence[AudioItem]) -> np.ndarray:
         """L2-normalised audio embeddings of (mono clip, sample rate) pairs, shape (len(audios), dim)."""
         extractor = self.processor.feature_extractor
-        features = []
-        for index, (audio, sample_rate) in enumerate(audios):
-            clip = mono_at_rate(audio, sample_rate, self.sample_rate, f"clip {index}")[: self.max_samples]
-            # One clip per call: in "fusion" mode the extractor flags a random clip of the batch as longer.
-            features.append(extractor(clip, sampling_rate=self.sample_rate, return_tensors="pt"))
         rows = []
-        for start in range(0, len(features), self.settings.batch_size):
-            batch = features[start : start + self.settings.batch_size]
+        # Features are made one batch at a time: a fused 10 s clip's features take about 1 MB, too much to hold
+        # for a whole test set.
+        for start in range(0, len(audios), self.settings.batch_size):
+            batch = []
+            for index in range(start, min(start + self.settings.batch_size, len(audios))):
+                audio, sample_rate = audios[index]
+                clip = mono_at_rate(audio, sample_rate, self.sample_rate, f"clip {index}")[: self.max_samples]
+                # One clip per call: in "fusion" mode the extractor flags a random clip of the batch as longer.
+                batch.append(extractor(clip, sampling_rate=self.sample_rate, return_tensors="pt"))
             input_features = torch.cat([item["input_features"] for item in batch]).to(self.settings.device)
             is_longer = torch.cat([item["is_longer"] for item in batch]).to(self.settings.device)
             with torch.inference_mode():
