@@ -112,7 +112,7 @@ def rebuild_flow(
         outcome["align"] = run_alignment(runner, address=runner_address, profile=storage_profile, datasets_dir=datasets_dir)
     if "simulate" in chosen:
         outcome["simulate"] = run_simulation(
-            None, storage_profile, datasets_dir, runner, address=runner_address,
+            runner, address=runner_address, profile=storage_profile, datasets_dir=datasets_dir,
             config_path=f"{datasets_dir}/{settings.simulation}",
         )
     if "shard" in chosen:

@@ -104,9 +104,6 @@ def simulate_flow(
     return {"summaries": [vars(s) for s in summaries], "reports": storage.url("reports", "simulate")}
 
 
-def run_simulation(tasks: list[str] | None, profile: str, datasets_dir: str, runner: str = "processes",
-                   workers: int | None = None, address: str | None = None,
-                   config_path: str | None = None) -> dict[str, Any]:
-    """``simulate_flow`` on the chosen task runner (local processes, Dask or Ray)."""
-    configured = on_task_runner(simulate_flow, runner, workers, address)
-    return configured(tasks=tasks, profile=profile, datasets_dir=datasets_dir, config_path=config_path)
+def run_simulation(runner: str = "processes", workers: int | None = None, address: str | None = None, **options: Any) -> dict[str, Any]:
+    """``simulate_flow`` (same keyword arguments) on the chosen task runner (local processes, Dask or Ray)."""
+    return on_task_runner(simulate_flow, runner, workers, address)(**options)

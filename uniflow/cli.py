@@ -187,7 +187,7 @@ def _run_simulate(tasks: list[str] | None, profile: str, datasets: str, runner: 
     from flows.simulate import run_simulation
 
     try:
-        return run_simulation(tasks, profile, datasets, runner, workers, address, config)
+        return run_simulation(runner, workers, address, tasks=tasks, profile=profile, datasets_dir=datasets, config_path=config)
     except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
         _fail(str(exc))
         raise
