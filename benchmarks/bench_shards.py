@@ -21,6 +21,8 @@ sample is what a TTS shard holds: ``target.flac``, ``txt`` and ``json`` (corpus,
     (moto, in its own process on 127.0.0.1, through the ``s3.yaml`` storage profile and s3fs):
     the loader streams each shard with one request, the file reader makes two requests per
     sample. Where per-file latency is real, this is the comparison the shard layout is for.
+    ``--store storage_config/s3.yaml`` (or any profile whose shards role is remote) runs (c) on that
+    store instead, under a fresh prefix it removes afterwards.
 
     .venv/bin/python benchmarks/bench_shards.py [--samples 300] [--repeats 3] [--core 0] [--load-copies 4]
 """
@@ -48,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import uniflow.shards.loader as loader_module  # noqa: E402
 from uniflow.audio import encode_flac, read_audio  # noqa: E402
-from uniflow.shards.loader import make_dataset, make_loader, shard_urls  # noqa: E402
+from uniflow.shards.loader import make_dataset, make_loader  # noqa: E402
 from uniflow.shards.writer import Sample, write_shard  # noqa: E402
 from uniflow.storage import Storage  # noqa: E402
 
@@ -298,7 +300,52 @@ def start_s3_server() -> tuple[subprocess.Popen, str] | None:
     return None
 
 
-def bench_object_store(samples: list[Sample], root: Path, repeats: int) -> None:
+def measure_object_store(storage: Storage, samples: list[Sample], root: Path, repeats: int, where: str) -> None:
+    """(c) on ``storage``'s shards role: upload both layouts under a fresh prefix, time both readers, remove it."""
+    fs = storage.fs("shards")
+    prefix = f"bench-shards-{os.getpid()}-{int(time.time())}"  # never the role's own shards
+    local = root / "store-shards"
+    local.mkdir()
+    write_set(samples, local)
+    urls = []
+    for path in sorted(local.glob("*.tar")):
+        urls.append(storage.url("shards", prefix, path.name))
+        fs.put_file(str(path), urls[-1])
+    folder = storage.url("shards", prefix, "files")
+    try:
+        for sample in samples:
+            stem = f"{folder}/{sample.key.replace('/', '_')}"
+            fs.pipe_file(f"{stem}.flac", sample.files["target.flac"])
+            fs.pipe_file(f"{stem}.json", sample.files["json"])
+        fs.invalidate_cache()
+
+        def read_objects() -> int:
+            for sample in samples:
+                stem = f"{folder}/{sample.key.replace('/', '_')}"
+                json.loads(fs.cat_file(f"{stem}.json"))
+                read_audio(io.BytesIO(fs.cat_file(f"{stem}.flac")))
+            return len(samples)
+
+        shard_seconds, count = timed(lambda: read_shards(urls, True, storage=storage), repeats)
+        file_seconds, _ = timed(read_objects, repeats)
+    finally:
+        fs.rm(storage.url("shards", prefix), recursive=True)
+    assert count == len(samples), count
+    loader_rate, file_rate = len(samples) / shard_seconds, len(samples) / file_seconds
+    print(f"(c) object store: {len(samples)} samples on {where}, median of {repeats}")
+    print(f"    decoding FLAC:  loader (2 workers, {len(urls)} shards) {loader_rate:,.0f} samples/s; objects, sequential "
+          f"{file_rate:,.0f} samples/s ({1e3 / file_rate:.1f} ms per sample: two requests + decode) -> "
+          f"{loader_rate / file_rate:.1f}x   [target >= 20x: {'met' if loader_rate / file_rate >= 20 else 'NOT met'}]")
+
+
+def bench_object_store(samples: list[Sample], root: Path, repeats: int, store: str | None) -> None:
+    """(c) on the store of the ``store`` profile, or on a moto S3 server started here."""
+    if store is not None:
+        storage = Storage.from_file(store)
+        if storage.is_local("shards"):
+            raise SystemExit(f"--store {store}: its shards role is a local path; (c) is for an object store")
+        measure_object_store(storage, samples, root, repeats, f"the shards role of {store} ({storage.url('shards')})")
+        return
     started = start_s3_server()
     if started is None:
         print("(c) object store: not measured (moto_server is not installed: pip install 'moto[server]')")
@@ -310,39 +357,11 @@ def bench_object_store(samples: list[Sample], root: Path, repeats: int) -> None:
             AWS_ENDPOINT_URL=endpoint, UNIFLOW_BUCKET="bench", UNIFLOW_SCRATCH=str(root / "scratch"),
         )
         storage = Storage.from_file(Path(__file__).resolve().parents[1] / "storage_config" / "s3.yaml")
-        fs = storage.fs("shards")
-        fs.mkdir("bench")
-        local = root / "s3-shards"
-        local.mkdir()
-        write_set(samples, local)
-        for path in sorted(local.glob("*.tar")):
-            fs.put_file(str(path), storage.url("shards", "tts", path.name))
-        folder = storage.url("shards", "files")
-        for sample in samples:
-            stem = f"{folder}/{sample.key.replace('/', '_')}"
-            fs.pipe_file(f"{stem}.flac", sample.files["target.flac"])
-            fs.pipe_file(f"{stem}.json", sample.files["json"])
-        fs.invalidate_cache()
-        urls = shard_urls(storage, "shards", "tts", "train")
-
-        def read_objects() -> int:
-            for sample in samples:
-                stem = f"{folder}/{sample.key.replace('/', '_')}"
-                json.loads(fs.cat_file(f"{stem}.json"))
-                read_audio(io.BytesIO(fs.cat_file(f"{stem}.flac")))
-            return len(samples)
-
-        shard_seconds, count = timed(lambda: read_shards(urls, True, storage=storage), repeats)
-        file_seconds, _ = timed(read_objects, repeats)
-        assert count == len(samples), count
-        loader_rate, file_rate = len(samples) / shard_seconds, len(samples) / file_seconds
-        print(f"(c) object store: {len(samples)} samples on an S3-compatible server (moto, own process, 127.0.0.1), "
-              f"median of {repeats}")
-        print(f"    decoding FLAC:  loader (2 workers, {len(urls)} shards) {loader_rate:,.0f} samples/s; objects, sequential "
-              f"{file_rate:,.0f} samples/s ({1e3 / file_rate:.1f} ms per sample: two requests + decode) -> "
-              f"{loader_rate / file_rate:.1f}x   [target >= 20x: {'met' if loader_rate / file_rate >= 20 else 'NOT met'}]")
+        storage.fs("shards").mkdir("bench")
+        measure_object_store(storage, samples, root, repeats, "an S3-compatible server (moto, own process, 127.0.0.1)")
         print("    (the server shares this machine's 2 cores with the loader; a remote store's per-request latency, "
-              "typically tens of ms, is paid by the file reader for every sample and by the loader once per shard)")
+              "typically tens of ms, is paid by the file reader for every sample and by the loader once per shard; "
+              "--store PROFILE measures a real store)")
     finally:
         server.terminate()
         server.wait()
@@ -354,6 +373,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--core", type=int, default=0)
     parser.add_argument("--load-copies", type=int, default=4, help="each sample appears this many times in the load test")
+    parser.add_argument("--store", default=None,
+                        help="storage profile whose (remote) shards role (c) uses instead of a local moto server; "
+                             "the bench writes under a fresh prefix there and removes it")
     args = parser.parse_args()
     start = time.perf_counter()
     corpus = make_corpus(args.samples)
@@ -363,7 +385,7 @@ def main() -> None:
         bench_load(samples, Path(folder), args.repeats, args.load_copies)
         # 600 samples (19 shards): enough that worker start-up does not dominate a pass
         copies = max(1, -(-600 // len(samples)))
-        bench_object_store([Sample(f"{s.key}_c{c}", s.files) for c in range(copies) for s in samples], Path(folder), args.repeats)
+        bench_object_store([Sample(f"{s.key}_c{c}", s.files) for c in range(copies) for s in samples], Path(folder), args.repeats, args.store)
 
 
 if __name__ == "__main__":
