@@ -76,3 +76,4 @@ def test_demo_chain_rebuilds_trains_evaluates_and_reports_and_a_rerun_recomputes
     table = Path(evaluation["directory"], "evaluation.md").read_text()
     assert "| TTS | WER↓ (%) |" in table and "| steps (NFE per guidance branch) | 10 |" in table
     assert "| SE | PESQ↑ |" in latest_artifact(f"evaluation-{evaluation['name']}")["data"]
+    assert not list(Path(evaluation["directory"]).rglob("*.f32")), "the clips' scratch files are removed after scoring"

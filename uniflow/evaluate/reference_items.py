@@ -8,11 +8,12 @@ against under the same keys: ``target`` (the reference audio), ``video.mp4`` (V2
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from uniflow.evaluate.clip_store import EMPTY_CLIP, ClipStore
 from uniflow.shards.loader import make_dataset, shard_urls
 from uniflow.storage import Storage
 
@@ -43,8 +44,13 @@ def _mono(audio: np.ndarray) -> np.ndarray:
     return (audio.mean(axis=1) if audio.ndim == 2 else audio).astype(np.float32)
 
 
-def read_reference_items(storage: Storage, task: str, split: str, keys: Iterable[str] | None = None) -> dict[str, ReferenceItem]:
-    """Every item of ``<task>/<split>`` in the audio shards (only ``keys`` when given), by key, in shard order."""
+def read_reference_items(
+    storage: Storage, task: str, split: str, keys: Iterable[str] | None = None, store: ClipStore | None = None
+) -> dict[str, ReferenceItem]:
+    """Every item of ``<task>/<split>`` in the audio shards (only ``keys`` when given), by key, in shard order.
+
+    With a ``store``, the targets are written there and each item holds a memory-mapped view of its own.
+    """
     wanted = set(keys) if keys is not None else None
     urls = shard_urls(storage, ROLE, task, split)
     if not urls:
@@ -61,14 +67,20 @@ def read_reference_items(storage: Storage, task: str, split: str, keys: Iterable
         target = batch.get("target", [None])[0]
         if target is None:
             raise ValueError(f"{batch['url'][0]}: sample {key} has no target audio")
+        target = _mono(target)
+        if store is not None:
+            store.add(target)
+            target = EMPTY_CLIP  # its view is set once every target is written
         items[key] = ReferenceItem(
             key=key,
             task=task,
-            target=_mono(target),
+            target=target,
             sample_rate=int(batch["target_sample_rate"][0]),
             meta=batch.get("meta", [{}])[0] or {},
             video=batch.get("video.mp4", [None])[0],
         )
         if wanted is not None and len(items) == len(wanted):
             break  # the keys come from the first shards of the split: do not decode the rest
+    if store is not None:
+        items = {key: replace(item, target=view) for (key, item), view in zip(items.items(), store.views(), strict=True)}
     return items
