@@ -62,7 +62,7 @@ def read_reference_items(
     items: dict[str, ReferenceItem] = {}
     for batch in dataset:  # in this process: a DataLoader would turn the arrays into tensors
         key = batch["key"][0]
-        if wanted is not None and key not in wanted:
+        if (wanted is not None and key not in wanted) or key in items:  # a repeated key: the first one counts
             continue
         target = batch.get("target", [None])[0]
         if target is None:
