@@ -24,12 +24,10 @@ def read_float32(handle: sf.SoundFile, frames: int = -1) -> np.ndarray:
     return handle.read(frames, dtype="float32", always_2d=True)
 
 
-def read_audio(source: str | Path | io.BytesIO, start: int = 0, frames: int = -1) -> tuple[np.ndarray, int]:
+def read_audio(source: str | Path | io.BytesIO) -> tuple[np.ndarray, int]:
     """(frames, channels) float32 samples and the rate of a file or of encoded bytes (see ``read_float32``)."""
     with sf.SoundFile(source) as handle:
-        if start:
-            handle.seek(start)
-        return read_float32(handle, frames), handle.samplerate
+        return read_float32(handle), handle.samplerate
 
 
 def to_pcm16(audio: np.ndarray) -> np.ndarray:

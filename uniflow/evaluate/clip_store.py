@@ -9,9 +9,14 @@ the evaluation's memory no longer grows with the size of the test set.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+
+Item = TypeVar("Item")
 
 EMPTY_CLIP = np.zeros(0, dtype=np.float32)
 EMPTY_CLIP.setflags(write=False)
@@ -58,3 +63,13 @@ class ClipStore:
 
     def __exit__(self, *_: object) -> None:
         self.remove()
+
+
+def moved_to_store(items: Iterable[Item], store: ClipStore, field: str) -> list[Item]:
+    """``items`` (dataclasses) with the clip in ``field`` written to ``store`` as each arrives and dropped from
+    memory; the items returned hold a memory-mapped view of their own clip instead."""
+    written = []
+    for item in items:
+        store.add(getattr(item, field))
+        written.append(replace(item, **{field: EMPTY_CLIP}))
+    return [replace(item, **{field: view}) for item, view in zip(written, store.views(), strict=True)]

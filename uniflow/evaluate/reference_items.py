@@ -7,13 +7,13 @@ against under the same keys: ``target`` (the reference audio), ``video.mp4`` (V2
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from uniflow.evaluate.clip_store import EMPTY_CLIP, ClipStore
+from uniflow.evaluate.clip_store import ClipStore, moved_to_store
 from uniflow.shards.loader import make_dataset, shard_urls
 from uniflow.storage import Storage
 
@@ -51,36 +51,38 @@ def read_reference_items(
 
     With a ``store``, the targets are written there and each item holds a memory-mapped view of its own.
     """
+    items = _reference_items(storage, task, split, keys)
+    if store is not None:
+        items = moved_to_store(items, store, "target")
+    return {item.key: item for item in items}
+
+
+def _reference_items(storage: Storage, task: str, split: str, keys: Iterable[str] | None = None) -> Iterator[ReferenceItem]:
+    """The items of ``read_reference_items`` one by one; a key repeated in the shards keeps its first sample."""
     wanted = set(keys) if keys is not None else None
     urls = shard_urls(storage, ROLE, task, split)
     if not urls:
-        return {}
+        return
     dataset = make_dataset(
         urls, epoch_samples=0, batch_size=1, rank=0, world_size=1, seed=0, shuffle_buffer=0,
         resampled=False, storage=storage, role=ROLE,
     )
-    items: dict[str, ReferenceItem] = {}
+    seen: set[str] = set()
     for batch in dataset:  # in this process: a DataLoader would turn the arrays into tensors
         key = batch["key"][0]
-        if (wanted is not None and key not in wanted) or key in items:  # a repeated key: the first one counts
+        if (wanted is not None and key not in wanted) or key in seen:
             continue
         target = batch.get("target", [None])[0]
         if target is None:
             raise ValueError(f"{batch['url'][0]}: sample {key} has no target audio")
-        target = _mono(target)
-        if store is not None:
-            store.add(target)
-            target = EMPTY_CLIP  # its view is set once every target is written
-        items[key] = ReferenceItem(
+        seen.add(key)
+        yield ReferenceItem(
             key=key,
             task=task,
-            target=target,
+            target=_mono(target),
             sample_rate=int(batch["target_sample_rate"][0]),
             meta=batch.get("meta", [{}])[0] or {},
             video=batch.get("video.mp4", [None])[0],
         )
-        if wanted is not None and len(items) == len(wanted):
-            break  # the keys come from the first shards of the split: do not decode the rest
-    if store is not None:
-        items = {key: replace(item, target=view) for (key, item), view in zip(items.items(), store.views(), strict=True)}
-    return items
+        if wanted is not None and len(seen) == len(wanted):
+            return  # the keys come from the first shards of the split: do not decode the rest

@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import platform
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from uniflow.evaluate.clip_store import EMPTY_CLIP, ClipStore
+from uniflow.evaluate.clip_store import ClipStore, moved_to_store
 from uniflow.evaluate.config import EvaluationConfig
-from uniflow.evaluate.generation import GeneratedItem, generate_task, resolve_device
+from uniflow.evaluate.generation import generate_task, resolve_device
 from uniflow.evaluate.reference_items import read_reference_items
 from uniflow.evaluate.table import table1_markdown
 from uniflow.evaluate.task_metrics import Backbones, score_task
@@ -69,15 +69,6 @@ def inference_settings(config: EvaluationConfig, model_dir: Path, vae_dir: Path,
     }
 
 
-def _moved_to(items: Iterable[GeneratedItem], store: ClipStore) -> list[GeneratedItem]:
-    """The generated items with their audio written to ``store``; each holds a memory-mapped view of its clip."""
-    written = []
-    for item in items:
-        store.add(item.audio)
-        written.append(replace(item, audio=EMPTY_CLIP))  # the clip in memory is dropped here
-    return [replace(item, audio=view) for item, view in zip(written, store.views(), strict=True)]
-
-
 def evaluate_checkpoint(
     model_dir: str | Path,
     vae_dir: str | Path,
@@ -104,7 +95,7 @@ def evaluate_checkpoint(
         scratch = directory / task
         with ClipStore(scratch / ".generated.f32") as generated_clips, ClipStore(scratch / ".reference.f32") as reference_clips:
             items = generate_task(model, vae, storage, task, config.split, config.inference, directory / task, config.max_items)
-            outputs = _moved_to(items, generated_clips)
+            outputs = moved_to_store(items, generated_clips, "audio")
             generated[task] = len(outputs)
             references = read_reference_items(storage, task, config.split, [item.key for item in outputs], reference_clips)
             log.info("%s: %d items generated, %d references", task, len(outputs), len(references))
